@@ -1,0 +1,103 @@
+"""replaycore: durability primitives for agent and automation harnesses.
+
+Hashed idempotency keys, per-run sequence counters and a content-equality
+store (same key + same content = replay, different content = conflict), with
+a Rust core and a pure-Python reference (:mod:`replaycore.reference`) that
+behaves identically.
+
+The backend is chosen once, at import: the Rust core by default, the
+reference when the environment variable ``REPLAYCORE_BACKEND=python`` is set.
+:data:`BACKEND` says which one is in use.
+
+>>> import replaycore
+>>> replaycore.legacy_key("run-1", "ep", 3)
+'idem_c39968f2a9942f42'
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _version
+
+from replaycore._backend import BACKEND
+from replaycore.errors import (
+    IdempotencyConflict,
+    InvalidArgument,
+    InvalidArgumentType,
+    InvalidKeyFormat,
+    InvalidScope,
+    ReplayCoreError,
+)
+from replaycore.keys import (
+    content_digest,
+    derive_key,
+    derive_keys,
+    key_from_intent,
+    legacy_key,
+    legacy_keys,
+    parse_key,
+)
+from replaycore.records import (
+    Checkpoint,
+    Custom,
+    EffectIntent,
+    EffectResult,
+    JournalRecord,
+    OutputDedupe,
+    OutputEvent,
+    OutputIntent,
+    OutputReconciliation,
+    OutputResult,
+    PendingSideEffect,
+    Recovery,
+    RunLifecycle,
+    TerminalResult,
+    encode_canonical,
+)
+from replaycore.sequence import SequenceGenerator
+from replaycore.store import IdempotencyStore, IdempotencyStoreProtocol
+from replaycore.types import PutOutcome, Scope, StoreStats
+
+try:
+    __version__ = _version("replaycore")
+except PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"
+
+__all__ = [
+    "BACKEND",
+    "Checkpoint",
+    "Custom",
+    "EffectIntent",
+    "EffectResult",
+    "IdempotencyConflict",
+    "IdempotencyStore",
+    "IdempotencyStoreProtocol",
+    "InvalidArgument",
+    "InvalidArgumentType",
+    "InvalidKeyFormat",
+    "InvalidScope",
+    "JournalRecord",
+    "OutputDedupe",
+    "OutputEvent",
+    "OutputIntent",
+    "OutputReconciliation",
+    "OutputResult",
+    "PendingSideEffect",
+    "PutOutcome",
+    "Recovery",
+    "ReplayCoreError",
+    "RunLifecycle",
+    "Scope",
+    "SequenceGenerator",
+    "StoreStats",
+    "TerminalResult",
+    "__version__",
+    "content_digest",
+    "derive_key",
+    "derive_keys",
+    "encode_canonical",
+    "key_from_intent",
+    "legacy_key",
+    "legacy_keys",
+    "parse_key",
+]

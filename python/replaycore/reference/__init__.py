@@ -1,0 +1,43 @@
+"""The pure-Python reference implementation of replaycore's compute core.
+
+It exposes the same functions and classes as the top-level facade for SPEC
+sections 2-4 (keys, sequence counters, content-equality store) and behaves
+identically to the Rust core: it is the executable specification, the
+baseline of the benchmarks and the oracle of the differential tests. It is
+always importable, whichever backend the facade uses.
+
+>>> import replaycore
+>>> from replaycore import reference
+>>> reference.legacy_key("run-1", "ep", 3) == replaycore.legacy_key("run-1", "ep", 3)
+True
+"""
+
+from replaycore.records import JournalRecord
+from replaycore.reference.keys import (
+    content_digest,
+    derive_key,
+    derive_keys,
+    key_from_intent,
+    legacy_key,
+    legacy_keys,
+    parse_key,
+)
+from replaycore.reference.sequence import SequenceGenerator
+from replaycore.reference.store import IdempotencyStore
+from replaycore.types import PutOutcome, Scope, StoreStats
+
+__all__ = [
+    "IdempotencyStore",
+    "JournalRecord",
+    "PutOutcome",
+    "Scope",
+    "SequenceGenerator",
+    "StoreStats",
+    "content_digest",
+    "derive_key",
+    "derive_keys",
+    "key_from_intent",
+    "legacy_key",
+    "legacy_keys",
+    "parse_key",
+]
