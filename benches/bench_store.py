@@ -6,7 +6,6 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-
 from replaycore import Scope
 
 ENTRIES = 100_000

@@ -22,7 +22,12 @@ __all__ = [
     "InvalidArgumentType",
     "InvalidKeyFormat",
     "InvalidScope",
+    "JournalCorruption",
+    "JournalLocked",
+    "RecordDecodeError",
+    "ReducerFinished",
     "ReplayCoreError",
+    "ReplayViolation",
 ]
 
 
@@ -94,7 +99,11 @@ class IdempotencyConflict(ReplayCoreError):
         self.prior_digest = prior_digest
         self.new_digest = new_digest
         self.differing_fields: list[str] = list(differing_fields or [])
-        detail = f"; differing fields: {', '.join(self.differing_fields)}" if self.differing_fields else ""
+        detail = (
+            f"; differing fields: {', '.join(self.differing_fields)}"
+            if self.differing_fields
+            else ""
+        )
         super().__init__(
             f"duplicate_id_conflict: {scope!r} already holds different content "
             f"(stored {prior_digest}, offered {new_digest}){detail}"
@@ -105,3 +114,75 @@ class IdempotencyConflict(ReplayCoreError):
             type(self),
             (self.scope, self.prior_digest, self.new_digest, self.differing_fields),
         )
+
+
+class RecordDecodeError(ReplayCoreError, ValueError):
+    """Bytes or a line that should hold one journal record do not decode to one.
+
+    ``kind`` names the payload kind when it is unknown to this version of the
+    schema (else None); ``offset`` is the byte offset of the record in its
+    buffer or file when known.
+    """
+
+    def __init__(self, message: str, kind: str | None = None, offset: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.kind = kind
+        self.offset = offset
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.message, self.kind, self.offset))
+
+
+class JournalCorruption(ReplayCoreError):
+    """A journal's bytes are damaged (not merely cut short by a crash).
+
+    ``offset`` is the byte offset of the damaged frame (0 for a missing
+    ``RCJ1`` magic) and ``reason`` says what check failed.
+    """
+
+    def __init__(self, offset: int, reason: str) -> None:
+        super().__init__(f"journal corruption at byte {offset}: {reason}")
+        self.offset = offset
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.offset, self.reason))
+
+
+class ReplayViolation(ReplayCoreError):
+    """A record breaks a replay invariant (SPEC 7.2) while replaying strictly.
+
+    ``kind`` is ``invalid_state_transition``, ``recovery_repair_needed`` or
+    ``checkpoint_invalid``; ``retry`` is ``repair_needed``. The record was
+    not applied and the reducer stays usable.
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        record_id: str,
+        journal_seq: int,
+        message: str,
+        retry: str = "repair_needed",
+    ) -> None:
+        super().__init__(f"{kind}: {message} (record {record_id!r}, journal_seq {journal_seq})")
+        self.kind = kind
+        self.record_id = record_id
+        self.journal_seq = journal_seq
+        self.message = message
+        self.retry = retry
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (
+            type(self),
+            (self.kind, self.record_id, self.journal_seq, self.message, self.retry),
+        )
+
+
+class ReducerFinished(ReplayCoreError):
+    """A :class:`~replaycore.ReplayReducer` was used after ``finish()``."""
+
+
+class JournalLocked(ReplayCoreError):
+    """Another :class:`~replaycore.JournalWriter` holds the journal file open."""

@@ -10,7 +10,7 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from replaycore.errors import InvalidArgument, InvalidKeyFormat
+from replaycore.errors import InvalidArgument, InvalidArgumentType, InvalidKeyFormat
 from replaycore.records import encode_canonical
 from replaycore.reference._checks import (
     in_range,
@@ -221,4 +221,3 @@ def content_digest(value: Any) -> str:
                 f"value cannot be encoded canonically: {exc}", "value", value
             ) from None
     return "sha256:" + hashlib.sha256(data).hexdigest()
-

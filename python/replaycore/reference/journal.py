@@ -1,0 +1,445 @@
+"""Journal files (SPEC section 6.2), pure Python.
+
+Two formats, chosen by the file's extension:
+
+* ``.rcj`` -- framed msgpack: the magic ``RCJ1``, then frames of a 12-byte
+  header (``u32`` body length, ``u32`` CRC-32 of the body, ``u32`` CRC-32 of
+  those first 8 header bytes; little-endian, zlib's CRC-32) and the body, one
+  canonical msgpack record.
+* ``.jsonl`` -- one JSON record per line.
+
+A crash mid-write leaves a *torn tail* (fewer than 12 bytes for a header, or
+a valid header whose body runs past the end): readers ignore it and a writer
+truncates it before appending. Anything else that fails a check is
+*corruption*: :class:`~replaycore.errors.JournalCorruption` with the frame's
+byte offset, or, when not strict, a skipped byte range reported to the caller
+while reading resynchronizes at the next valid frame.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import struct
+import threading
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+from replaycore.errors import (
+    InvalidArgument,
+    JournalCorruption,
+    JournalLocked,
+    RecordDecodeError,
+)
+from replaycore.records import JournalRecord, encode_canonical
+from replaycore.reference._checks import in_range, type_error
+
+__all__ = [
+    "DEFAULT_MAX_FRAME_BYTES",
+    "MAGIC",
+    "FrameEvent",
+    "JournalWriter",
+    "decode_record",
+    "encode_frame",
+    "iter_frames",
+    "iter_json_lines",
+    "journal_format",
+    "read_journal",
+]
+
+MAGIC = b"RCJ1"
+HEADER = struct.Struct("<III")
+DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024
+
+FsyncMode = Literal["always", "batch", "never"]
+JournalFormat = Literal["rcj", "jsonl"]
+
+_MSGPACK_DECODER = msgspec.msgpack.Decoder(JournalRecord)
+_JSON_DECODER = msgspec.json.Decoder(JournalRecord)
+_JSON_ENCODER = msgspec.json.Encoder(order="deterministic")
+
+
+def journal_format(path: str | os.PathLike[str]) -> JournalFormat:
+    """``"jsonl"`` for a ``.jsonl`` file, ``"rcj"`` for every other name."""
+    return "jsonl" if os.fspath(path).endswith(".jsonl") else "rcj"
+
+
+def _decode_failure(exc: msgspec.DecodeError, offset: int | None) -> RecordDecodeError:
+    """A typed error for bytes that are not a record, naming an unknown kind."""
+    text = str(exc)
+    kind = None
+    if "Invalid value" in text and "$.payload.kind" in text:
+        kind = text.split("'")[1] if "'" in text else None
+    message = f"unknown record kind {kind!r}" if kind is not None else f"not a record: {text}"
+    return RecordDecodeError(message, kind, offset)
+
+
+def decode_record(data: bytes | bytearray | memoryview, offset: int | None = None) -> JournalRecord:
+    """Decode one msgpack-encoded record; raises ``RecordDecodeError``."""
+    try:
+        return _MSGPACK_DECODER.decode(data)
+    except msgspec.DecodeError as exc:
+        raise _decode_failure(exc, offset) from None
+
+
+def encode_frame(record: JournalRecord) -> bytes:
+    """The framed bytes (header and canonical body) of one record."""
+    body = encode_canonical(record)
+    head = struct.pack("<II", len(body), zlib.crc32(body))
+    return head + struct.pack("<I", zlib.crc32(head)) + body
+
+
+@dataclass(frozen=True, slots=True)
+class FrameEvent:
+    """One step of reading a framed buffer.
+
+    ``kind`` is ``"record"`` (``record`` and ``body`` set), ``"corrupt"``
+    (``offset`` .. ``end`` skipped for ``reason``) or ``"torn"`` (``end -
+    offset`` bytes of torn tail).
+    """
+
+    kind: Literal["record", "corrupt", "torn"]
+    offset: int
+    end: int
+    record: JournalRecord | None = None
+    body: bytes | None = None
+    reason: str = ""
+
+
+def _check_frame(buf: bytes | memoryview, pos: int, limit: int) -> tuple[str, int]:
+    """Classify the frame at ``pos``: ``("ok", end)``, ``("torn", n)`` or ``(reason, 0)``."""
+    size = len(buf)
+    if size - pos < HEADER.size:
+        return "torn", size
+    length, body_crc, header_crc = HEADER.unpack_from(buf, pos)
+    if zlib.crc32(buf[pos : pos + 8]) != header_crc:
+        return "header check failed", 0
+    if length > limit:
+        return f"declared body length {length} exceeds the limit of {limit} bytes", 0
+    end = pos + HEADER.size + length
+    if end > size:
+        return "torn", size
+    if zlib.crc32(buf[pos + HEADER.size : end]) != body_crc:
+        return "body CRC mismatch", 0
+    return "ok", end
+
+
+def _resync(buf: bytes | memoryview, start: int, limit: int) -> int:
+    """The next offset from ``start`` where a complete, CRC-valid frame starts, or the end."""
+    for pos in range(start, len(buf) - HEADER.size + 1):
+        if _check_frame(buf, pos, limit)[0] == "ok":
+            return pos
+    return len(buf)
+
+
+def iter_frames(
+    data: bytes | bytearray | memoryview,
+    *,
+    strict: bool = True,
+    max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+) -> Iterator[FrameEvent]:
+    """Walk a framed journal buffer (starting with ``RCJ1``).
+
+    Yields a ``record`` event per decoded frame, then at most one ``torn``
+    event. Damage raises :class:`JournalCorruption` when ``strict``; else it
+    yields a ``corrupt`` event for the skipped range and resynchronizes at
+    the next complete frame whose header and body checks pass.
+    """
+    buf = memoryview(data).cast("B") if not isinstance(data, bytes) else data
+    if bytes(buf[:4]) != MAGIC:
+        raise JournalCorruption(0, "missing RCJ1 magic")
+    pos = len(MAGIC)
+    size = len(buf)
+    while pos < size:
+        verdict, end = _check_frame(buf, pos, max_frame_bytes)
+        if verdict == "torn":
+            yield FrameEvent("torn", pos, size)
+            return
+        if verdict == "ok":
+            body = bytes(buf[pos + HEADER.size : end])
+            try:
+                record = decode_record(body, pos)
+            except RecordDecodeError as exc:
+                verdict = f"body does not decode: {exc.message}"
+            else:
+                yield FrameEvent("record", pos, end, record, body)
+                pos = end
+                continue
+        if strict:
+            raise JournalCorruption(pos, verdict)
+        resume = _resync(buf, pos + 1, max_frame_bytes)
+        yield FrameEvent("corrupt", pos, resume, reason=verdict)
+        pos = resume
+
+
+def iter_json_lines(data: bytes) -> Iterator[tuple[JournalRecord | None, bytes]]:
+    """Each line of a JSON-lines journal: ``(record, line)`` or ``(None, line)`` when skipped.
+
+    Blank lines and lines that do not decode to a record (an unknown kind
+    included) give ``None``. The newline ending the last line is not a line.
+    """
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    for line in lines:
+        if not line.strip():
+            yield None, line
+            continue
+        try:
+            yield _JSON_DECODER.decode(line), line
+        except msgspec.DecodeError:
+            yield None, line
+
+
+def read_journal(
+    path: str | os.PathLike[str],
+    *,
+    strict: bool = True,
+    max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+) -> Iterator[JournalRecord]:
+    """Iterate the records of a journal file, in file order.
+
+    Torn tails are ignored; in ``.rcj`` files corruption raises
+    :class:`JournalCorruption` (or is skipped when ``strict=False``);
+    undecodable ``.jsonl`` lines are skipped.
+    """
+    data = Path(path).read_bytes()
+    if journal_format(path) == "jsonl":
+        for record, _ in iter_json_lines(data):
+            if record is not None:
+                yield record
+        return
+    for event in iter_frames(data, strict=strict, max_frame_bytes=max_frame_bytes):
+        if event.record is not None:
+            yield event.record
+
+
+def _scan_rcj_end(fd: int, size: int, limit: int) -> tuple[int, int]:
+    """End of the last complete frame and that frame's journal_seq.
+
+    Walks the frame headers only (each header is 12 bytes; bodies are
+    skipped by their length), then decodes the last body alone.
+    """
+    magic = os.pread(fd, len(MAGIC), 0)
+    if magic != MAGIC:
+        raise JournalCorruption(0, "missing RCJ1 magic")
+    pos = len(MAGIC)
+    last_start = -1
+    while size - pos >= HEADER.size:
+        header = os.pread(fd, HEADER.size, pos)
+        length, _, header_crc = HEADER.unpack(header)
+        if zlib.crc32(header[:8]) != header_crc:
+            raise JournalCorruption(pos, "header check failed")
+        if length > limit:
+            raise JournalCorruption(
+                pos, f"declared body length {length} exceeds the limit of {limit} bytes"
+            )
+        if pos + HEADER.size + length > size:
+            break
+        last_start = pos
+        pos += HEADER.size + length
+    if last_start < 0:
+        return pos, 0
+    length, body_crc, _ = HEADER.unpack(os.pread(fd, HEADER.size, last_start))
+    body = os.pread(fd, length, last_start + HEADER.size)
+    if zlib.crc32(body) != body_crc:
+        raise JournalCorruption(last_start, "body CRC mismatch")
+    try:
+        record = decode_record(body, last_start)
+    except RecordDecodeError as exc:
+        raise JournalCorruption(last_start, f"body does not decode: {exc.message}") from None
+    return pos, record.journal_seq
+
+
+def _scan_jsonl_end(fd: int, size: int) -> tuple[int, int, bool]:
+    """Where to append in a JSON-lines journal, the last journal_seq, and
+    whether the last line still needs its newline.
+
+    Reads backwards from the end, a block at a time, until a line that
+    decodes is found. An unterminated last line that does not decode is a
+    torn write and is cut off; one that decodes is kept and terminated.
+    """
+    block = 64 * 1024
+    buf = b""
+    pos = size
+    end = size
+    while pos > 0:
+        start = max(0, pos - block)
+        buf = os.pread(fd, pos - start, start) + buf
+        pos = start
+        cut = 0 if pos == 0 else buf.find(b"\n") + 1
+        if cut == 0 and pos != 0:
+            continue  # no complete line in view yet
+        lines = buf[cut:].split(b"\n")
+        starts = []
+        offset = pos + cut
+        for line in lines:
+            starts.append(offset)
+            offset += len(line) + 1
+        for index in range(len(lines) - 1, -1, -1):
+            line = lines[index]
+            if index == len(lines) - 1:
+                if not line:
+                    continue  # the file ends with a newline
+                try:
+                    return size, _JSON_DECODER.decode(line).journal_seq, True
+                except msgspec.DecodeError:
+                    end = starts[index]  # a torn last line
+                    continue
+            if line.strip():
+                try:
+                    return end, _JSON_DECODER.decode(line).journal_seq, False
+                except msgspec.DecodeError:
+                    continue
+    return end, 0, False
+
+
+class JournalWriter:
+    """Appends records to a journal file, crash-safely.
+
+    The format follows the extension: ``.jsonl`` for JSON lines, anything
+    else for framed msgpack (``.rcj``). Opening an existing journal finds its
+    last record without decoding every record (only frame headers are
+    walked), truncates a torn tail left by a crash, and continues
+    ``journal_seq`` after it. A record appended with ``journal_seq == 0``
+    gets the next number; a record with its own ``journal_seq`` is written as
+    given (so a retried idempotent record can be written again verbatim).
+
+    ``fsync``: ``"always"`` syncs after every append (a returned append is on
+    disk); ``"batch"`` syncs on :meth:`flush` and :meth:`close`; ``"never"``
+    leaves it to the OS. One writer per file: a second writer on the same
+    file (any process) raises :class:`JournalLocked`. Thread-safe.
+
+    >>> with JournalWriter(tmp / "run.rcj") as writer:  # doctest: +SKIP
+    ...     writer.append(record).journal_seq
+    1
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        fsync: FsyncMode = "always",
+        *,
+        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+    ) -> None:
+        if fsync not in ("always", "batch", "never"):
+            raise InvalidArgument(
+                f"fsync must be 'always', 'batch' or 'never', got {fsync!r}", "fsync", fsync
+            )
+        in_range(max_frame_bytes, "max_frame_bytes", 1, 2**32 - 1)
+        self.path = Path(path)
+        self.format: JournalFormat = journal_format(path)
+        self.fsync: FsyncMode = fsync
+        self._lock = threading.Lock()
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise JournalLocked(f"{self.path} is open in another JournalWriter") from None
+            self._last_seq = self._prepare(fd, max_frame_bytes)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+        self._closed = False
+
+    def _prepare(self, fd: int, limit: int) -> int:
+        size = os.fstat(fd).st_size
+        if self.format == "rcj":
+            if size == 0:
+                os.write(fd, MAGIC)
+                self._sync_file(fd)
+                return 0
+            if size < len(MAGIC):
+                if MAGIC.startswith(os.pread(fd, size, 0)):  # a crash while writing the magic
+                    os.ftruncate(fd, 0)
+                    os.write(fd, MAGIC)
+                    self._sync_file(fd)
+                    return 0
+                raise JournalCorruption(0, "missing RCJ1 magic")
+            end, last = _scan_rcj_end(fd, size, limit)
+        else:
+            end, last, terminate = _scan_jsonl_end(fd, size)
+            if terminate:  # a complete last record that lost only its newline
+                os.pwrite(fd, b"\n", size)
+                end = size + 1
+        if end < os.fstat(fd).st_size:
+            os.ftruncate(fd, end)
+            self._sync_file(fd)
+        os.lseek(fd, 0, os.SEEK_END)
+        return last
+
+    def _sync_file(self, fd: int) -> None:
+        if self.fsync != "never":
+            os.fsync(fd)
+
+    @property
+    def last_journal_seq(self) -> int:
+        """The highest ``journal_seq`` written to the file so far (0 when empty)."""
+        return self._last_seq
+
+    def _encode(self, record: JournalRecord) -> bytes:
+        if self.format == "rcj":
+            return encode_frame(record)
+        return _JSON_ENCODER.encode(record) + b"\n"
+
+    def append(self, record: JournalRecord) -> JournalRecord:
+        """Append one record and return it as written (with its ``journal_seq``)."""
+        return self.append_many([record])[0]
+
+    def append_many(self, records: Any) -> list[JournalRecord]:
+        """Append records in order with one write; returns them as written."""
+        with self._lock:
+            if self._closed:
+                raise InvalidArgument("the journal writer is closed", "self", self.path)
+            written: list[JournalRecord] = []
+            chunks: list[bytes] = []
+            last = self._last_seq
+            for index, record in enumerate(records):
+                if not isinstance(record, JournalRecord):
+                    type_error(f"records[{index}]", "a JournalRecord", record)
+                if record.journal_seq == 0:
+                    record = msgspec.structs.replace(record, journal_seq=last + 1)
+                elif record.journal_seq < 0:
+                    raise InvalidArgument(
+                        f"records[{index}].journal_seq must be >= 0, got {record.journal_seq}",
+                        f"records[{index}].journal_seq",
+                        record.journal_seq,
+                    )
+                last = max(last, record.journal_seq)
+                chunks.append(self._encode(record))
+                written.append(record)
+            if not chunks:
+                return written
+            os.write(self._fd, b"".join(chunks))
+            if self.fsync == "always":
+                os.fsync(self._fd)
+            self._last_seq = last
+            return written
+
+    def flush(self) -> None:
+        """Make every appended record durable (``fsync``) unless ``fsync="never"``."""
+        with self._lock:
+            if not self._closed:
+                self._sync_file(self._fd)
+
+    def close(self) -> None:
+        """Flush and close the file; further appends raise."""
+        with self._lock:
+            if self._closed:
+                return
+            self._sync_file(self._fd)
+            os.close(self._fd)
+            self._closed = True
+
+    def __enter__(self) -> JournalWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
