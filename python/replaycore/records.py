@@ -29,6 +29,8 @@ from typing import Any, ClassVar, TypeVar
 
 import msgspec
 
+from replaycore.errors import InvalidArgument, InvalidArgumentType
+
 __all__ = [
     "Checkpoint",
     "Custom",
@@ -242,10 +244,23 @@ def encode_canonical(value: Any) -> bytes:
     """Return the canonical encoding of ``value`` (SPEC 6.3).
 
     msgspec msgpack with Struct fields in declaration order and dict keys
-    sorted, so equal content always gives equal bytes. Raises
-    ``TypeError`` for a value msgspec cannot encode.
+    sorted, so equal content always gives equal bytes.
+
+    Raises:
+        InvalidArgumentType: ``value`` holds an object msgspec cannot encode.
+        InvalidArgument: ``value`` holds text with a lone surrogate or an
+            integer outside the 64-bit range msgpack can carry.
     """
-    return _CANONICAL_ENCODER.encode(value)
+    try:
+        return _CANONICAL_ENCODER.encode(value)
+    except TypeError as exc:
+        raise InvalidArgumentType(
+            f"value cannot be encoded canonically: {exc}", "value", value
+        ) from None
+    except (UnicodeEncodeError, OverflowError, ValueError) as exc:
+        raise InvalidArgument(
+            f"value cannot be encoded canonically: {exc}", "value", value
+        ) from None
 
 
 def decode_canonical(data: bytes, type: type[T]) -> T:

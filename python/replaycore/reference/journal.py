@@ -55,6 +55,7 @@ __all__ = [
 MAGIC = b"RCJ1"
 HEADER = struct.Struct("<III")
 DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024
+BODY_DOES_NOT_DECODE = "body does not decode to a record"
 
 FsyncMode = Literal["always", "batch", "never"]
 JournalFormat = Literal["rcj", "jsonl"]
@@ -164,8 +165,8 @@ def iter_frames(
             body = bytes(buf[pos + HEADER.size : end])
             try:
                 record = decode_record(body, pos)
-            except RecordDecodeError as exc:
-                verdict = f"body does not decode: {exc.message}"
+            except RecordDecodeError:
+                verdict = BODY_DOES_NOT_DECODE
             else:
                 yield FrameEvent("record", pos, end, record, body)
                 pos = end
@@ -251,8 +252,8 @@ def _scan_rcj_end(fd: int, size: int, limit: int) -> tuple[int, int]:
         raise JournalCorruption(last_start, "body CRC mismatch")
     try:
         record = decode_record(body, last_start)
-    except RecordDecodeError as exc:
-        raise JournalCorruption(last_start, f"body does not decode: {exc.message}") from None
+    except RecordDecodeError:
+        raise JournalCorruption(last_start, BODY_DOES_NOT_DECODE) from None
     return pos, record.journal_seq
 
 

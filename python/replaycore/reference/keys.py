@@ -10,7 +10,7 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from replaycore.errors import InvalidArgument, InvalidArgumentType, InvalidKeyFormat
+from replaycore.errors import InvalidArgument, InvalidKeyFormat
 from replaycore.records import encode_canonical
 from replaycore.reference._checks import (
     in_range,
@@ -208,16 +208,17 @@ def content_digest(value: Any) -> str:
     else (a record Struct, a dict ...) is first encoded with replaycore's
     canonical msgpack encoder (:func:`replaycore.records.encode_canonical`).
 
+    A non-contiguous ``memoryview`` is hashed over its logical bytes
+    (``value.tobytes()``).
+
     Raises:
-        InvalidArgumentType: ``value`` cannot be encoded.
+        InvalidArgumentType: ``value`` holds an object that cannot be encoded.
+        InvalidArgument: ``value`` holds a lone surrogate or a too-large int.
     """
-    if isinstance(value, bytes | bytearray | memoryview):
+    if isinstance(value, memoryview) and not value.c_contiguous:
+        data: bytes | bytearray | memoryview = value.tobytes()
+    elif isinstance(value, bytes | bytearray | memoryview):
         data = value
     else:
-        try:
-            data = encode_canonical(value)
-        except TypeError as exc:
-            raise InvalidArgumentType(
-                f"value cannot be encoded canonically: {exc}", "value", value
-            ) from None
+        data = encode_canonical(value)
     return "sha256:" + hashlib.sha256(data).hexdigest()

@@ -324,7 +324,7 @@ class ReplayReducer:
                     "missing_content_ref",
                     record.record_id,
                     record.journal_seq,
-                    f"content ref {ref!r} is not available (policy {self.missing_content_policy})",
+                    f"content ref {ref} is not available (policy {self.missing_content_policy})",
                     "user_action_needed",
                 )
 

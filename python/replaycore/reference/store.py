@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 
-from replaycore.errors import IdempotencyConflict, InvalidArgumentType
+from replaycore.errors import IdempotencyConflict
 from replaycore.records import decode_canonical, differing_fields, encode_canonical
 from replaycore.reference._checks import type_error
 from replaycore.types import PutOutcome, Scope, StoreStats
@@ -21,12 +21,7 @@ def _encode(value: Any) -> tuple[type, bytes]:
     if isinstance(value, bytes):
         return bytes, bytes(value)
     if isinstance(value, msgspec.Struct):
-        try:
-            return type(value), encode_canonical(value)
-        except TypeError as exc:
-            raise InvalidArgumentType(
-                f"value cannot be encoded canonically: {exc}", "value", value
-            ) from None
+        return type(value), encode_canonical(value)
     type_error("value", "a msgspec Struct or bytes", value)
 
 
@@ -57,7 +52,8 @@ class IdempotencyStore:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._entries: dict[Scope, tuple[type, bytes]] = {}
+        # Keyed by the three strings, so a Scope subclass names the same entry.
+        self._entries: dict[tuple[str, str, str], tuple[type, bytes]] = {}
         self._inserts = 0
         self._replays = 0
         self._conflicts = 0
@@ -76,10 +72,11 @@ class IdempotencyStore:
         if not isinstance(scope, Scope):
             type_error("scope", "a Scope", scope)
         kind, data = _encode(value)
+        key = (scope.client_id, scope.adapter_id, scope.idempotency_key)
         with self._lock:
-            prior = self._entries.get(scope)
+            prior = self._entries.get(key)
             if prior is None:
-                self._entries[scope] = (kind, data)
+                self._entries[key] = (kind, data)
                 self._inserts += 1
                 return PutOutcome(True, value)
             if prior[1] == data:
@@ -97,7 +94,7 @@ class IdempotencyStore:
         """The value stored under ``scope`` (a fresh object of the stored type), or None."""
         if not isinstance(scope, Scope):
             type_error("scope", "a Scope", scope)
-        entry = self._entries.get(scope)
+        entry = self._entries.get((scope.client_id, scope.adapter_id, scope.idempotency_key))
         return None if entry is None else _decode(*entry)
 
     def stats(self) -> StoreStats:
@@ -114,4 +111,7 @@ class IdempotencyStore:
         return len(self._entries)
 
     def __contains__(self, scope: object) -> bool:
-        return isinstance(scope, Scope) and scope in self._entries
+        return (
+            isinstance(scope, Scope)
+            and (scope.client_id, scope.adapter_id, scope.idempotency_key) in self._entries
+        )
