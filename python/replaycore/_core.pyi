@@ -10,6 +10,19 @@ from typing import Any, final
 
 from replaycore.types import PutOutcome, Scope, StoreStats
 
+__all__ = [
+    "IdempotencyStore",
+    "SequenceGenerator",
+    "__version__",
+    "content_digest",
+    "derive_key",
+    "derive_keys",
+    "key_from_intent",
+    "legacy_key",
+    "legacy_keys",
+    "parse_key",
+]
+
 __version__: str
 
 def legacy_key(run_id: str, episode: str, step_idx: int) -> str:
@@ -66,4 +79,4 @@ class IdempotencyStore:
     def stats(self) -> StoreStats:
         """Counters: entries, inserts, replays, conflicts."""
     def __len__(self) -> int: ...
-    def __contains__(self, scope: object) -> bool: ...
+    def __contains__(self, scope: object, /) -> bool: ...

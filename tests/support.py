@@ -1,0 +1,149 @@
+"""Helpers shared by the test modules: ``outcome`` and hypothesis strategies."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+from hypothesis import strategies as st
+from replaycore import records
+from replaycore.errors import IdempotencyConflict
+
+MAX_COUNTER = 2**63 - 1
+
+
+def outcome(fn: Callable[..., Any], *args: Any, **kw: Any) -> tuple[Any, ...]:
+    """``("ok", value)`` or ``("err", type(exc), exc.argument)`` of ``fn(*args, **kw)``.
+
+    Any exception is caught, not only replaycore's, so a backend raising a
+    bare ``OverflowError`` where the other raises ``InvalidArgument`` shows up
+    as a difference instead of crashing the test. For an
+    ``IdempotencyConflict`` the third item holds its attributes instead.
+    """
+    try:
+        value = fn(*args, **kw)
+    except Exception as exc:
+        if isinstance(exc, IdempotencyConflict):
+            detail: Any = (exc.scope, exc.prior_digest, exc.new_digest, exc.differing_fields)
+        else:
+            detail = getattr(exc, "argument", None)
+        return ("err", type(exc), detail)
+    return ("ok", value)
+
+
+def same(left: tuple[Any, ...], right: tuple[Any, ...]) -> bool:
+    """Two outcomes are equal, and ok values have the same type too."""
+    if left != right:
+        return False
+    return left[0] != "ok" or type(left[1]) is type(right[1])
+
+
+# -- text -------------------------------------------------------------------
+
+#: Pieces that make key material ambiguous or hard to encode.
+AWKWARD = [":", "::", "\x00", "\n", " ", "é", "ß", "٣", "\u200b", "😀", "\ud800", "\udfff", "idem_"]
+
+#: Any text, lone surrogates included (codec=None lets st.characters produce them).
+pieces = st.one_of(st.characters(codec=None), st.sampled_from(AWKWARD))
+texts = st.lists(pieces, max_size=12).map("".join)
+
+#: Text without lone surrogates.
+clean_texts = st.lists(
+    st.one_of(
+        st.characters(codec="utf-8"),
+        st.sampled_from([a for a in AWKWARD if a not in ("\ud800", "\udfff")]),
+    ),
+    max_size=12,
+).map("".join)
+
+junk = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.floats(allow_nan=False),
+    st.binary(max_size=4).map(bytearray),
+    st.just(object()),
+    st.tuples(st.integers()),
+)
+
+big_ints = st.one_of(
+    st.integers(),
+    st.integers(min_value=-(2**300), max_value=2**300),
+    st.sampled_from([0, 127, 128, 255, 256, -1, -128, -129, 2**63, -(2**63), 2**64, 2**200]),
+)
+
+good_parts = st.one_of(texts, st.binary(max_size=16), big_ints)
+parts = st.one_of(good_parts, good_parts, good_parts, junk)
+
+step_indexes = st.one_of(
+    st.integers(min_value=0, max_value=2**32 - 1),
+    st.sampled_from([0, 2**32 - 1, 2**32, -1, 2**64, -(2**64), 2**100]),
+    st.integers(),
+    junk,
+)
+
+
+# -- values for the store ---------------------------------------------------
+
+short = st.sampled_from(["", "a", "b", "ok", "failed", "é", "x::y"])
+opt_short = st.one_of(st.none(), short)
+
+plain_data = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-5, 5), short, st.binary(max_size=3)),
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(short, inner, max_size=3)),
+    max_leaves=6,
+)
+
+payloads = st.one_of(
+    st.builds(records.EffectResult, effect_id=short, status=short, output_ref=opt_short),
+    st.builds(records.RunLifecycle, status=short),
+    st.builds(records.EffectIntent, effect_id=short, effect_kind=short, idempotency_key=opt_short),
+    st.builds(records.TerminalResult, effect_id=short, terminal_status=short),
+    st.builds(records.Custom, name=short, data=plain_data),
+)
+
+journal_records = st.builds(
+    records.JournalRecord,
+    record_id=short,
+    journal_seq=st.integers(1, 3),
+    run_id=short,
+    content_refs=st.lists(short, max_size=2),
+    payload=payloads,
+)
+
+
+class Point(msgspec.Struct):
+    """A user Struct outside replaycore.records (not frozen, positional)."""
+
+    x: int
+    y: int
+
+
+class BytesSub(bytes):
+    pass
+
+
+class StrSub(str):
+    pass
+
+
+#: Values a store accepts (mostly) and a few it must reject.
+store_values = st.one_of(
+    st.binary(max_size=6),
+    st.binary(max_size=6),
+    st.binary(max_size=3).map(BytesSub),
+    payloads,
+    journal_records,
+    journal_records,
+    st.builds(Point, x=st.integers(-2, 2), y=st.integers(-2, 2)),
+    st.sampled_from(
+        [
+            records.Custom(name="bad", data=object()),
+            records.Custom(name="bad", data={object()}),
+            "text",
+            bytearray(b"x"),
+            None,
+            {"a": 1},
+        ]
+    ),
+)
