@@ -25,7 +25,7 @@ True
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, TypeVar
+from typing import Annotated, Any, ClassVar, TypeVar
 
 import msgspec
 
@@ -56,6 +56,9 @@ T = TypeVar("T")
 
 SCHEMA_VERSION = 1
 
+#: Integer fields are 64-bit signed on the wire; decoding refuses larger values.
+Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+
 
 class _Payload(msgspec.Struct, kw_only=True, frozen=True, tag_field="kind"):
     """Base of the payload kinds; the tag (``kind``) names the record kind."""
@@ -73,10 +76,10 @@ class _Payload(msgspec.Struct, kw_only=True, frozen=True, tag_field="kind"):
 class Checkpoint(_Payload, tag="checkpoint", kw_only=True, frozen=True):
     """A snapshot of loop state covering the journal up to ``covers_journal_seq``."""
 
-    checkpoint_seq: int
-    covers_journal_seq: int
+    checkpoint_seq: Int64
+    covers_journal_seq: Int64
     loop_state: str
-    created_at_ms: int
+    created_at_ms: Int64
     content_ref_manifest: list[str] = []
 
 
@@ -220,11 +223,11 @@ class JournalRecord(msgspec.Struct, kw_only=True, frozen=True):
     ``content_refs`` lists content-addressed blobs the record needs to replay.
     """
 
-    schema: int = SCHEMA_VERSION
+    schema: Int64 = SCHEMA_VERSION
     record_id: str
-    journal_seq: int
+    journal_seq: Int64
     run_id: str
-    at_ms: int = 0
+    at_ms: Int64 = 0
     idempotency_key: str | None = None
     dedupe_key: str | None = None
     content_refs: list[str] = []

@@ -36,7 +36,7 @@ from replaycore.errors import (
     JournalLocked,
     RecordDecodeError,
 )
-from replaycore.records import JournalRecord, encode_canonical
+from replaycore.records import JournalRecord, _Payload, encode_canonical
 from replaycore.reference._checks import in_range, type_error
 
 __all__ = [
@@ -70,13 +70,29 @@ def journal_format(path: str | os.PathLike[str]) -> JournalFormat:
     return "jsonl" if os.fspath(path).endswith(".jsonl") else "rcj"
 
 
-def _decode_failure(exc: msgspec.DecodeError, offset: int | None) -> RecordDecodeError:
+# msgspec raises DecodeError, or UnicodeDecodeError (a ValueError) for a str
+# that is not UTF-8: both mean "not a record".
+_UNDECODABLE = (msgspec.DecodeError, ValueError)
+
+
+def _unknown_kind(data: bytes | bytearray | memoryview) -> str | None:
+    """The payload kind of undecodable record bytes, when it is a str this
+    schema does not know (whatever else is wrong with the record)."""
+    try:
+        raw = msgspec.msgpack.decode(data)
+    except _UNDECODABLE:
+        return None
+    payload = raw.get("payload") if isinstance(raw, dict) else None
+    kind = payload.get("kind") if isinstance(payload, dict) else None
+    return kind if isinstance(kind, str) and kind not in _Payload.KINDS else None
+
+
+def _decode_failure(
+    exc: Exception, data: bytes | bytearray | memoryview, offset: int | None
+) -> RecordDecodeError:
     """A typed error for bytes that are not a record, naming an unknown kind."""
-    text = str(exc)
-    kind = None
-    if "Invalid value" in text and "$.payload.kind" in text:
-        kind = text.split("'")[1] if "'" in text else None
-    message = f"unknown record kind {kind!r}" if kind is not None else f"not a record: {text}"
+    kind = _unknown_kind(data)
+    message = f"unknown record kind {kind!r}" if kind is not None else f"not a record: {exc}"
     return RecordDecodeError(message, kind, offset)
 
 
@@ -84,8 +100,8 @@ def decode_record(data: bytes | bytearray | memoryview, offset: int | None = Non
     """Decode one msgpack-encoded record; raises ``RecordDecodeError``."""
     try:
         return _MSGPACK_DECODER.decode(data)
-    except msgspec.DecodeError as exc:
-        raise _decode_failure(exc, offset) from None
+    except _UNDECODABLE as exc:
+        raise _decode_failure(exc, data, offset) from None
 
 
 def encode_frame(record: JournalRecord) -> bytes:
@@ -193,7 +209,7 @@ def iter_json_lines(data: bytes) -> Iterator[tuple[JournalRecord | None, bytes]]
             continue
         try:
             yield _JSON_DECODER.decode(line), line
-        except msgspec.DecodeError:
+        except _UNDECODABLE:
             yield None, line
 
 
@@ -289,13 +305,13 @@ def _scan_jsonl_end(fd: int, size: int) -> tuple[int, int, bool]:
                     continue  # the file ends with a newline
                 try:
                     return size, _JSON_DECODER.decode(line).journal_seq, True
-                except msgspec.DecodeError:
+                except _UNDECODABLE:
                     end = starts[index]  # a torn last line
                     continue
             if line.strip():
                 try:
                     return end, _JSON_DECODER.decode(line).journal_seq, False
-                except msgspec.DecodeError:
+                except _UNDECODABLE:
                     continue
     return end, 0, False
 
@@ -308,8 +324,10 @@ class JournalWriter:
     last record without decoding every record (only frame headers are
     walked), truncates a torn tail left by a crash, and continues
     ``journal_seq`` after it. A record appended with ``journal_seq == 0``
-    gets the next number; a record with its own ``journal_seq`` is written as
-    given (so a retried idempotent record can be written again verbatim).
+    gets the next number; a record with its own ``journal_seq`` must be above
+    the last one written (else ``InvalidArgument`` and nothing is written), so
+    the file's last record always holds its highest ``journal_seq`` and a
+    reopened writer can never hand out a number twice.
 
     ``fsync``: ``"always"`` syncs after every append (a returned append is on
     disk); ``"batch"`` syncs on :meth:`flush` and :meth:`close`; ``"never"``
@@ -382,7 +400,7 @@ class JournalWriter:
 
     @property
     def last_journal_seq(self) -> int:
-        """The highest ``journal_seq`` written to the file so far (0 when empty)."""
+        """The ``journal_seq`` of the file's last record (its highest; 0 when empty)."""
         return self._last_seq
 
     def _encode(self, record: JournalRecord) -> bytes:
@@ -407,13 +425,14 @@ class JournalWriter:
                     type_error(f"records[{index}]", "a JournalRecord", record)
                 if record.journal_seq == 0:
                     record = msgspec.structs.replace(record, journal_seq=last + 1)
-                elif record.journal_seq < 0:
+                elif record.journal_seq <= last:
                     raise InvalidArgument(
-                        f"records[{index}].journal_seq must be >= 0, got {record.journal_seq}",
+                        f"records[{index}].journal_seq must be above the last written "
+                        f"({last}), got {record.journal_seq}",
                         f"records[{index}].journal_seq",
                         record.journal_seq,
                     )
-                last = max(last, record.journal_seq)
+                last = record.journal_seq
                 chunks.append(self._encode(record))
                 written.append(record)
             if not chunks:
