@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 
 def _run_benchmarks(out: Path) -> None:
@@ -42,28 +43,49 @@ def _fmt_time(seconds: float) -> str:
     return f"{seconds / 1e-9:.3g} ns"
 
 
-def table(results: dict[str, object]) -> str:
+def _label(bench: dict[str, Any]) -> str:
+    if bench.get("param"):
+        return str(bench["param"])
+    return "python" if "reference" in bench["name"] else "rust"
+
+
+def table(results: dict[str, Any]) -> str:
     """The Markdown ratio table of a pytest-benchmark JSON document."""
     groups: dict[str, dict[str, float]] = {}
-    for bench in results["benchmarks"]:  # type: ignore[attr-defined]
-        backend = bench["param"] or bench["name"].rsplit("[", 1)[-1].rstrip("]")
-        groups.setdefault(bench["group"], {})[backend] = bench["stats"]["median"]
+    for bench in results["benchmarks"]:
+        groups.setdefault(bench["group"], {})[_label(bench)] = bench["stats"]["median"]
     lines = [
         "| operation | Rust core | reference | speed-up |",
         "|---|---:|---:|---:|",
     ]
+    notes = []
     for group, times in groups.items():
-        rust, python = times.get("rust"), times.get("python")
-        if rust is None or python is None:
+        python = times.get("python")
+        if "threads=1" in times and "threads=2" in times:
+            one, two = times["threads=1"], times["threads=2"]
+            rust = f"{_fmt_time(two)} (2 threads), {_fmt_time(one)} (1 thread)"
+            notes.append(f"{group}: 2 threads vs 1 thread = {one / two:.2f}x")
+            speedup = f"{python / two:.1f}x" if python else "-"
+            ref = _fmt_time(python) if python else "-"
+            lines.append(f"| {group} | {rust} | {ref} | {speedup} |")
+            continue
+        rust_time = times.get("rust")
+        if rust_time is None or python is None:
             continue
         lines.append(
-            f"| {group} | {_fmt_time(rust)} | {_fmt_time(python)} | {python / rust:.1f}x |"
+            f"| {group} | {_fmt_time(rust_time)} | {_fmt_time(python)} "
+            f"| {python / rust_time:.1f}x |"
         )
+    replay = next((t for g, t in groups.items() if g.startswith("replay .rcj")), None)
+    decode = next((t for g, t in groups.items() if g.startswith("decode only")), None)
+    if replay and decode and "rust" in replay and "rust" in decode:
+        notes.append(f"Rust replay / Rust decode-only = {replay['rust'] / decode['rust']:.2f}")
     machine = results.get("machine_info", {})
     cpu = machine.get("cpu", {}) if isinstance(machine, dict) else {}
     brand = cpu.get("brand_raw", "unknown CPU") if isinstance(cpu, dict) else "unknown CPU"
     lines.append("")
     lines.append(f"Medians, {os.cpu_count()} cores, {brand}.")
+    lines.extend(f"- {note}" for note in notes)
     return "\n".join(lines)
 
 

@@ -1,20 +1,28 @@
 //! `replaycore._core`: the Rust core of replaycore.
 //!
-//! Pure modules (`keys`, `digest`, `sequence`, `store`, `error`) hold the
-//! logic and are unit-tested with `cargo test`; `py` holds the thin bindings.
+//! Pure modules (`keys`, `digest`, `sequence`, `store`, `msgpack`, `records`,
+//! `frames`, `jsonl`, `journal`, `replay`, `error`) hold the logic and are
+//! unit-tested with `cargo test`; `py` holds the thin bindings.
 //! This file only declares the Python module.
 
 pub mod digest;
 pub mod error;
+pub mod frames;
+pub mod journal;
+pub mod jsonl;
 pub mod keys;
+pub mod msgpack;
 pub mod py;
+pub mod records;
+pub mod replay;
 pub mod sequence;
 pub mod store;
 
 use pyo3::prelude::*;
 
-/// The Rust core of replaycore: idempotency keys, sequence counters and the
-/// content-equality store. Use it through the `replaycore` facade.
+/// The Rust core of replaycore: idempotency keys, sequence counters, the
+/// content-equality store, journal files and the replay reducer. Use it
+/// through the `replaycore` facade.
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
@@ -27,5 +35,15 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(py::digest::content_digest, m)?)?;
     m.add_class::<py::sequence::SequenceGenerator>()?;
     m.add_class::<py::store::IdempotencyStore>()?;
+    m.add_class::<py::journal::JournalWriter>()?;
+    m.add_function(wrap_pyfunction!(py::journal::read_journal, m)?)?;
+    m.add_function(wrap_pyfunction!(py::journal::inspect_journal, m)?)?;
+    m.add_class::<py::replay::ReplayReducer>()?;
+    m.add_function(wrap_pyfunction!(py::replay::replay, m)?)?;
+    m.add_function(wrap_pyfunction!(py::replay::replay_many, m)?)?;
+    m.add_function(wrap_pyfunction!(py::replay::journal_cursor_for_seq, m)?)?;
+    m.add_function(wrap_pyfunction!(py::replay::durable_replay_support, m)?)?;
+    m.add_function(wrap_pyfunction!(py::replay::check_cursor_compatibility, m)?)?;
+    m.add_function(wrap_pyfunction!(py::records::_canonical_roundtrip, m)?)?;
     Ok(())
 }

@@ -1,9 +1,10 @@
 """replaycore: durability primitives for agent and automation harnesses.
 
-Hashed idempotency keys, per-run sequence counters and a content-equality
-store (same key + same content = replay, different content = conflict), with
-a Rust core and a pure-Python reference (:mod:`replaycore.reference`) that
-behaves identically.
+Hashed idempotency keys, per-run sequence counters, a content-equality
+store (same key + same content = replay, different content = conflict),
+crash-safe journal files and a replay reducer that says whether a run may
+resume -- with a Rust core and a pure-Python reference
+(:mod:`replaycore.reference`) that behaves identically.
 
 The backend is chosen once, at import: the Rust core by default, the
 reference when the environment variable ``REPLAYCORE_BACKEND=python`` is set.
@@ -33,6 +34,7 @@ from replaycore.errors import (
     ReplayCoreError,
     ReplayViolation,
 )
+from replaycore.journal import JournalWriter, inspect_journal, read_journal
 from replaycore.keys import (
     content_digest,
     derive_key,
@@ -59,6 +61,21 @@ from replaycore.records import (
     TerminalResult,
     encode_canonical,
 )
+from replaycore.replay import (
+    ReplayReducer,
+    check_cursor_compatibility,
+    durable_replay_support,
+    journal_cursor_for_seq,
+    replay,
+    replay_many,
+)
+from replaycore.results import (
+    EventCursor,
+    PendingEffect,
+    RepairNeeded,
+    ReplayResult,
+    StreamScope,
+)
 from replaycore.sequence import SequenceGenerator
 from replaycore.store import IdempotencyStore, IdempotencyStoreProtocol
 from replaycore.types import PutOutcome, Scope, StoreStats
@@ -74,6 +91,7 @@ __all__ = [
     "Custom",
     "EffectIntent",
     "EffectResult",
+    "EventCursor",
     "IdempotencyConflict",
     "IdempotencyStore",
     "IdempotencyStoreProtocol",
@@ -84,30 +102,43 @@ __all__ = [
     "JournalCorruption",
     "JournalLocked",
     "JournalRecord",
+    "JournalWriter",
     "OutputDedupe",
     "OutputEvent",
     "OutputIntent",
     "OutputReconciliation",
     "OutputResult",
+    "PendingEffect",
     "PendingSideEffect",
     "PutOutcome",
     "RecordDecodeError",
     "Recovery",
     "ReducerFinished",
+    "RepairNeeded",
     "ReplayCoreError",
+    "ReplayReducer",
+    "ReplayResult",
     "ReplayViolation",
     "RunLifecycle",
     "Scope",
     "SequenceGenerator",
     "StoreStats",
+    "StreamScope",
     "TerminalResult",
     "__version__",
+    "check_cursor_compatibility",
     "content_digest",
     "derive_key",
     "derive_keys",
+    "durable_replay_support",
     "encode_canonical",
+    "inspect_journal",
+    "journal_cursor_for_seq",
     "key_from_intent",
     "legacy_key",
     "legacy_keys",
     "parse_key",
+    "read_journal",
+    "replay",
+    "replay_many",
 ]

@@ -5,22 +5,45 @@ use; :mod:`replaycore.reference` holds pure-Python twins with the same
 signatures and the same behaviour.
 """
 
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, final
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, final
 
+from replaycore.records import JournalRecord
+from replaycore.results import (
+    CursorCompatibility,
+    DurableReplaySupport,
+    EventCursor,
+    MissingContentPolicy,
+    ReplayMode,
+    ReplayResult,
+    StreamScope,
+)
 from replaycore.types import PutOutcome, Scope, StoreStats
 
 __all__ = [
     "IdempotencyStore",
+    "JournalWriter",
+    "ReplayReducer",
     "SequenceGenerator",
     "__version__",
+    "_canonical_roundtrip",
+    "check_cursor_compatibility",
     "content_digest",
     "derive_key",
     "derive_keys",
+    "durable_replay_support",
+    "inspect_journal",
+    "journal_cursor_for_seq",
     "key_from_intent",
     "legacy_key",
     "legacy_keys",
     "parse_key",
+    "read_journal",
+    "replay",
+    "replay_many",
 ]
 
 __version__: str
@@ -80,3 +103,122 @@ class IdempotencyStore:
         """Counters: entries, inserts, replays, conflicts."""
     def __len__(self) -> int: ...
     def __contains__(self, scope: object, /) -> bool: ...
+
+@final
+class JournalWriter:
+    """Appends records to a ``.rcj`` or ``.jsonl`` journal, crash-safely; thread-safe.
+
+    One writer per file (any process): a second raises JournalLocked. Opening
+    cuts a torn tail and continues ``journal_seq`` after the last record.
+    """
+
+    def __new__(
+        cls,
+        path: str | os.PathLike[str],
+        fsync: Literal["always", "batch", "never"] = "always",
+        *,
+        max_frame_bytes: int = 67108864,
+    ) -> JournalWriter: ...
+    @property
+    def path(self) -> Path:
+        """The journal's path."""
+    @property
+    def format(self) -> Literal["rcj", "jsonl"]:
+        """``"jsonl"`` for a ``.jsonl`` file, else ``"rcj"``."""
+    @property
+    def fsync(self) -> Literal["always", "batch", "never"]:
+        """When appends are synced to disk."""
+    @property
+    def last_journal_seq(self) -> int:
+        """The ``journal_seq`` of the file's last record (0 when empty)."""
+    def append(self, record: JournalRecord) -> JournalRecord:
+        """Append one record; returns it as written (``journal_seq`` 0 is numbered)."""
+    def append_many(self, records: Iterable[JournalRecord]) -> list[JournalRecord]:
+        """Append records in order with one write; returns them as written."""
+    def flush(self) -> None:
+        """``fsync`` every appended record unless ``fsync="never"``."""
+    def close(self) -> None:
+        """Flush and close the file; further appends raise."""
+    def __enter__(self) -> JournalWriter: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+        /,
+    ) -> None: ...
+
+def read_journal(
+    path: str | os.PathLike[str], *, strict: bool = True, max_frame_bytes: int = 67108864
+) -> Iterator[JournalRecord]:
+    """Iterate a journal's records in file order (streamed; nothing read before ``next``)."""
+
+def inspect_journal(
+    path: str | os.PathLike[str], *, max_frame_bytes: int = 67108864
+) -> dict[str, Any]:
+    """Decode every record of a journal (nothing reduced) and count what it holds."""
+
+@final
+class ReplayReducer:
+    """Folds a run's journal into a ReplayResult (SPEC 7); thread-safe."""
+
+    def __new__(
+        cls,
+        mode: ReplayMode = "resume",
+        available_content_refs: Iterable[str] | None = None,
+        missing_content_policy: MissingContentPolicy = "fail",
+        strict: bool | None = None,
+        *,
+        max_frame_bytes: int = 67108864,
+    ) -> ReplayReducer: ...
+    def apply(self, record: JournalRecord | bytes | bytearray | memoryview) -> None:
+        """Apply one record (a JournalRecord or its msgpack bytes)."""
+    def apply_many(
+        self,
+        records: Iterable[JournalRecord | bytes | bytearray | memoryview]
+        | bytes
+        | bytearray
+        | memoryview,
+    ) -> None:
+        """Apply records in order, or a framed journal buffer."""
+    def finish(self) -> ReplayResult:
+        """Close the replay and return its result; the reducer is spent."""
+    @property
+    def records_applied(self) -> int:
+        """Records applied so far."""
+    @property
+    def latest_journal_seq(self) -> int:
+        """The journal_seq of the last applied record (0 before any)."""
+
+def replay(
+    source: str | os.PathLike[str] | bytes | bytearray | memoryview | Iterable[Any],
+    mode: ReplayMode = "resume",
+    available_content_refs: Iterable[str] | None = None,
+    missing_content_policy: MissingContentPolicy = "fail",
+    strict: bool | None = None,
+    *,
+    max_frame_bytes: int = 67108864,
+) -> ReplayResult:
+    """Replay one journal: a path, a framed buffer or an iterable of records."""
+
+def replay_many(
+    sources: Iterable[Any],
+    threads: int | None = None,
+    return_exceptions: bool = False,
+    **options: Any,
+) -> list[Any]:
+    """Replay many journals in parallel with the GIL released; results in order."""
+
+def journal_cursor_for_seq(seq: int) -> str:
+    """``"journal.<seq>"``."""
+
+def durable_replay_support(scope: StreamScope) -> DurableReplaySupport:
+    """``"run_journal"`` for a run scope, else ``"host_archive_required"``."""
+
+def check_cursor_compatibility(
+    scope: StreamScope, cursor: EventCursor | None
+) -> CursorCompatibility:
+    """``"compatible"`` when cursor is None or was issued for scope."""
+
+def _canonical_roundtrip(data: bytes, /) -> bytes:
+    """Decode with the Rust schema and re-encode canonically (schema drift test)."""

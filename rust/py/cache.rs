@@ -42,3 +42,43 @@ cached!(
     /// `replaycore.records.differing_fields`.
     differing_fields: PyAny = "replaycore.records"."differing_fields"
 );
+cached!(
+    /// `replaycore.records.JournalRecord`.
+    journal_record_type: PyType = "replaycore.records"."JournalRecord"
+);
+cached!(
+    /// `replaycore.records.Checkpoint`.
+    checkpoint_type: PyType = "replaycore.records"."Checkpoint"
+);
+cached!(
+    /// `replaycore.records.OutputReconciliation`.
+    output_reconciliation_type: PyType = "replaycore.records"."OutputReconciliation"
+);
+cached!(
+    /// `replaycore.results.ReplayResult`.
+    replay_result_type: PyType = "replaycore.results"."ReplayResult"
+);
+cached!(
+    /// `replaycore.results.RepairNeeded`.
+    repair_needed_type: PyType = "replaycore.results"."RepairNeeded"
+);
+cached!(
+    /// `replaycore.results.PendingEffect`.
+    pending_effect_type: PyType = "replaycore.results"."PendingEffect"
+);
+cached!(
+    /// `replaycore.results.StreamScope`.
+    stream_scope_type: PyType = "replaycore.results"."StreamScope"
+);
+cached!(
+    /// `replaycore.results.EventCursor`.
+    event_cursor_type: PyType = "replaycore.results"."EventCursor"
+);
+cached!(
+    /// `replaycore.errors.ReplayViolation`.
+    replay_violation_type: PyType = "replaycore.errors"."ReplayViolation"
+);
+cached!(
+    /// `replaycore.errors.ReducerFinished`.
+    reducer_finished_type: PyType = "replaycore.errors"."ReducerFinished"
+);

@@ -1,15 +1,22 @@
-//! The one mapping from [`crate::error::Error`] onto `replaycore.errors`.
+//! The one mapping from the core's errors ([`crate::error::Error`], record
+//! decoding, journal corruption and locking, I/O) onto `replaycore.errors` and
+//! Python's `OSError` family.
 //!
 //! The exception classes are imported once and cached. `pyo3::import_exception!`
 //! is not used because it panics when the import fails; here a failed import
 //! surfaces as the `ImportError` itself.
 
-use pyo3::exceptions::PyRuntimeError;
+use std::io;
+
+use pyo3::exceptions::{PyOSError, PyRuntimeError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::PyType;
+use pyo3::types::{PyString, PyType};
+use pyo3::PyErrArguments;
 
 use crate::error::Error;
+use crate::journal::OpenFailed;
+use crate::records::DecodeError;
 
 const ERRORS_MODULE: &str = "replaycore.errors";
 
@@ -83,4 +90,89 @@ pub(crate) fn conflict(
         ),
         Err(import_error) => import_error,
     }
+}
+
+// Used by the replay and schema bindings (`py::replay`, `py::records`).
+#[allow(dead_code)]
+static RECORD_DECODE_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static JOURNAL_CORRUPTION: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static JOURNAL_LOCKED: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+
+fn raise_as<A>(py: Python<'_>, cell: &'static PyOnceLock<Py<PyType>>, name: &str, args: A) -> PyErr
+where
+    A: PyErrArguments + Send + Sync + 'static,
+{
+    match class(py, cell, name) {
+        Ok(ty) => PyErr::from_type(ty, args),
+        Err(import_error) => import_error,
+    }
+}
+
+/// `RecordDecodeError(message, kind, offset)`: `kind` names an unknown payload
+/// kind (the message then reads `unknown record kind '<kind>'`, as the
+/// reference's); `offset` is the record's byte offset when known.
+#[allow(dead_code)] // see RECORD_DECODE_ERROR
+pub(crate) fn decode_error(py: Python<'_>, err: &DecodeError, offset: Option<u64>) -> PyErr {
+    let message = match &err.unknown_kind {
+        Some(kind) => {
+            let shown = PyString::new(py, kind)
+                .repr()
+                .map(|r| r.to_string_lossy().into_owned())
+                .unwrap_or_else(|_| format!("{kind:?}"));
+            format!("unknown record kind {shown}")
+        }
+        None => format!("not a record: {} at byte {}", err.message, err.offset),
+    };
+    raise_as(
+        py,
+        &RECORD_DECODE_ERROR,
+        "RecordDecodeError",
+        (message, err.unknown_kind.clone(), offset),
+    )
+}
+
+/// `JournalCorruption(offset, reason)`.
+pub(crate) fn corruption_error(py: Python<'_>, offset: u64, reason: &str) -> PyErr {
+    raise_as(
+        py,
+        &JOURNAL_CORRUPTION,
+        "JournalCorruption",
+        (offset, reason.to_owned()),
+    )
+}
+
+/// `JournalLocked(message)`.
+pub(crate) fn locked_error(py: Python<'_>, message: String) -> PyErr {
+    raise_as(py, &JOURNAL_LOCKED, "JournalLocked", (message,))
+}
+
+/// The `OSError` subclass Python raises for `err` (`FileNotFoundError`,
+/// `PermissionError` ...), as `OSError(errno, strerror[, filename])`: a
+/// failure to open a journal names the file, as `open()` does.
+pub(crate) fn io_error(err: io::Error) -> PyErr {
+    Python::attach(|py| {
+        let opened = err
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<OpenFailed>());
+        let (code, filename) = match opened {
+            Some(open) => (open.source.raw_os_error(), Some(open.path.as_os_str())),
+            None => (err.raw_os_error(), None),
+        };
+        let Some(code) = code else {
+            return PyErr::from(err);
+        };
+        let strerror = py
+            .import("os")
+            .and_then(|os| os.call_method1("strerror", (code,)))
+            .and_then(|s| s.extract::<String>())
+            .unwrap_or_else(|_| err.to_string());
+        // OSError(errno, ...) builds the subclass matching errno.
+        match filename {
+            Some(name) => {
+                let Ok(name) = name.into_pyobject(py);
+                PyOSError::new_err((code, strerror, name.unbind()))
+            }
+            None => PyOSError::new_err((code, strerror)),
+        }
+    })
 }

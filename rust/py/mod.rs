@@ -5,7 +5,10 @@ pub mod args;
 pub mod cache;
 pub mod digest;
 pub mod errors;
+pub mod journal;
 pub mod keys;
+pub mod records;
+pub mod replay;
 pub mod sequence;
 pub mod store;
 

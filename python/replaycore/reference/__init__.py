@@ -14,7 +14,7 @@ True
 """
 
 from replaycore.records import JournalRecord
-from replaycore.reference.journal import JournalWriter, read_journal
+from replaycore.reference.journal import JournalWriter, inspect_journal, read_journal
 from replaycore.reference.keys import (
     content_digest,
     derive_key,
@@ -54,6 +54,7 @@ __all__ = [
     "derive_key",
     "derive_keys",
     "durable_replay_support",
+    "inspect_journal",
     "journal_cursor_for_seq",
     "key_from_intent",
     "legacy_key",

@@ -1,0 +1,476 @@
+//! A small, strict MessagePack reader over a byte slice.
+//!
+//! Journal bodies are decoded straight from the bytes read from disk: strings
+//! borrow from the buffer, nothing is allocated per field, and every failure is
+//! a [`Malformed`] error carrying the byte offset (relative to the slice). No
+//! input can make it panic or recurse: nested values are skipped iteratively.
+
+use std::fmt;
+
+/// Bytes that are not the MessagePack the schema expects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Malformed {
+    /// Offset of the offending byte within the decoded slice.
+    pub offset: usize,
+    /// What was wrong.
+    pub message: String,
+}
+
+impl fmt::Display for Malformed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} at byte {}", self.message, self.offset)
+    }
+}
+
+impl std::error::Error for Malformed {}
+
+/// The result type of the reader.
+pub type Result<T> = std::result::Result<T, Malformed>;
+
+/// A cursor over one MessagePack buffer.
+#[derive(Debug, Clone)]
+pub struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+fn type_name(marker: u8) -> &'static str {
+    match marker {
+        0x00..=0x7f | 0xe0..=0xff | 0xcc..=0xd3 => "int",
+        0x80..=0x8f | 0xde | 0xdf => "map",
+        0x90..=0x9f | 0xdc | 0xdd => "array",
+        0xa0..=0xbf | 0xd9..=0xdb => "str",
+        0xc0 => "nil",
+        0xc2 | 0xc3 => "bool",
+        0xc4..=0xc6 => "bin",
+        0xca | 0xcb => "float",
+        0xc7..=0xc9 | 0xd4..=0xd8 => "ext",
+        _ => "reserved marker",
+    }
+}
+
+impl<'a> Reader<'a> {
+    /// A reader at the start of `buf`.
+    pub fn new(buf: &'a [u8]) -> Self {
+        Reader { buf, pos: 0 }
+    }
+
+    /// A reader at offset `pos` of `buf` (clamped to its end).
+    pub fn at(buf: &'a [u8], pos: usize) -> Self {
+        Reader {
+            buf,
+            pos: pos.min(buf.len()),
+        }
+    }
+
+    /// The current offset.
+    pub fn pos(&self) -> usize {
+        self.pos
+    }
+
+    /// True when every byte was consumed.
+    pub fn at_end(&self) -> bool {
+        self.pos >= self.buf.len()
+    }
+
+    /// The bytes between two offsets of this buffer (empty when out of range).
+    pub fn slice(&self, start: usize, end: usize) -> &'a [u8] {
+        self.buf.get(start..end).unwrap_or(&[])
+    }
+
+    /// An error at the current offset.
+    pub fn error(&self, message: impl Into<String>) -> Malformed {
+        Malformed {
+            offset: self.pos,
+            message: message.into(),
+        }
+    }
+
+    fn peek(&self) -> Result<u8> {
+        self.buf
+            .get(self.pos)
+            .copied()
+            .ok_or_else(|| self.error("unexpected end of data"))
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&end| end <= self.buf.len())
+            .ok_or_else(|| self.error("unexpected end of data"))?;
+        let out = &self.buf[self.pos..end];
+        self.pos = end;
+        Ok(out)
+    }
+
+    fn be(&mut self, n: usize) -> Result<u64> {
+        Ok(self
+            .take(n)?
+            .iter()
+            .fold(0u64, |acc, &b| (acc << 8) | u64::from(b)))
+    }
+
+    fn mismatch<T>(&self, expected: &str, marker: u8) -> Result<T> {
+        Err(self.error(format!("expected {expected}, got {}", type_name(marker))))
+    }
+
+    /// True when the next value is nil (without consuming it).
+    pub fn next_is_nil(&self) -> bool {
+        self.buf.get(self.pos) == Some(&0xc0)
+    }
+
+    /// Read the header of a map and return its number of entries.
+    pub fn read_map_len(&mut self) -> Result<usize> {
+        let marker = self.peek()?;
+        let len = match marker {
+            0x80..=0x8f => {
+                self.pos += 1;
+                u64::from(marker & 0x0f)
+            }
+            0xde => {
+                self.pos += 1;
+                self.be(2)?
+            }
+            0xdf => {
+                self.pos += 1;
+                self.be(4)?
+            }
+            _ => return self.mismatch("map", marker),
+        };
+        Ok(len as usize)
+    }
+
+    /// Read the header of an array and return its number of items.
+    pub fn read_array_len(&mut self) -> Result<usize> {
+        let marker = self.peek()?;
+        let len = match marker {
+            0x90..=0x9f => {
+                self.pos += 1;
+                u64::from(marker & 0x0f)
+            }
+            0xdc => {
+                self.pos += 1;
+                self.be(2)?
+            }
+            0xdd => {
+                self.pos += 1;
+                self.be(4)?
+            }
+            _ => return self.mismatch("array", marker),
+        };
+        Ok(len as usize)
+    }
+
+    /// Read a UTF-8 string, borrowed from the buffer.
+    pub fn read_str(&mut self) -> Result<&'a str> {
+        let marker = self.peek()?;
+        let len = match marker {
+            0xa0..=0xbf => {
+                self.pos += 1;
+                u64::from(marker & 0x1f)
+            }
+            0xd9 => {
+                self.pos += 1;
+                self.be(1)?
+            }
+            0xda => {
+                self.pos += 1;
+                self.be(2)?
+            }
+            0xdb => {
+                self.pos += 1;
+                self.be(4)?
+            }
+            _ => return self.mismatch("str", marker),
+        };
+        let start = self.pos;
+        let bytes = self.take(len as usize)?;
+        std::str::from_utf8(bytes).map_err(|_| Malformed {
+            offset: start,
+            message: "invalid UTF-8 in str".to_owned(),
+        })
+    }
+
+    /// Read a string or nil.
+    pub fn read_opt_str(&mut self) -> Result<Option<&'a str>> {
+        if self.next_is_nil() {
+            self.pos += 1;
+            Ok(None)
+        } else {
+            self.read_str().map(Some)
+        }
+    }
+
+    /// Read an integer that fits in an `i64`.
+    pub fn read_int(&mut self) -> Result<i64> {
+        let marker = self.peek()?;
+        let start = self.pos;
+        self.pos += 1;
+        let value: i128 = match marker {
+            0x00..=0x7f => i128::from(marker),
+            0xe0..=0xff => i128::from(marker as i8),
+            0xcc => i128::from(self.be(1)?),
+            0xcd => i128::from(self.be(2)?),
+            0xce => i128::from(self.be(4)?),
+            0xcf => i128::from(self.be(8)?),
+            0xd0 => i128::from(self.be(1)? as u8 as i8),
+            0xd1 => i128::from(self.be(2)? as u16 as i16),
+            0xd2 => i128::from(self.be(4)? as u32 as i32),
+            0xd3 => i128::from(self.be(8)? as i64),
+            _ => {
+                self.pos = start;
+                return self.mismatch("int", marker);
+            }
+        };
+        i64::try_from(value).map_err(|_| Malformed {
+            offset: start,
+            message: format!("int {value} out of range"),
+        })
+    }
+
+    /// Read a boolean.
+    pub fn read_bool(&mut self) -> Result<bool> {
+        match self.peek()? {
+            0xc2 => {
+                self.pos += 1;
+                Ok(false)
+            }
+            0xc3 => {
+                self.pos += 1;
+                Ok(true)
+            }
+            marker => self.mismatch("bool", marker),
+        }
+    }
+
+    /// Skip one value of any type, however deeply nested, without recursion.
+    pub fn skip(&mut self) -> Result<()> {
+        let mut pending: u64 = 1;
+        while pending > 0 {
+            pending -= 1;
+            let marker = self.peek()?;
+            self.pos += 1;
+            let (skip_bytes, children): (u64, u64) = match marker {
+                0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3 => (0, 0),
+                0x80..=0x8f => (0, 2 * u64::from(marker & 0x0f)),
+                0x90..=0x9f => (0, u64::from(marker & 0x0f)),
+                0xa0..=0xbf => (u64::from(marker & 0x1f), 0),
+                0xcc | 0xd0 => (1, 0),
+                0xcd | 0xd1 => (2, 0),
+                0xce | 0xd2 | 0xca => (4, 0),
+                0xcf | 0xd3 | 0xcb => (8, 0),
+                0xd9 | 0xc4 => (self.be(1)?, 0),
+                0xda | 0xc5 => (self.be(2)?, 0),
+                0xdb | 0xc6 => (self.be(4)?, 0),
+                0xdc => (0, self.be(2)?),
+                0xdd => (0, self.be(4)?),
+                0xde => (0, 2 * self.be(2)?),
+                0xdf => (0, 2 * self.be(4)?),
+                0xd4 => (2, 0),
+                0xd5 => (3, 0),
+                0xd6 => (5, 0),
+                0xd7 => (9, 0),
+                0xd8 => (17, 0),
+                0xc7 => (self.be(1)? + 1, 0),
+                0xc8 => (self.be(2)? + 1, 0),
+                0xc9 => (self.be(4)? + 1, 0),
+                _ => {
+                    self.pos -= 1;
+                    return Err(self.error(format!("reserved marker 0x{marker:02x}")));
+                }
+            };
+            self.take(usize::try_from(skip_bytes).unwrap_or(usize::MAX))?;
+            pending += children;
+        }
+        Ok(())
+    }
+}
+
+/// Appends canonical MessagePack to a buffer, as msgspec encodes it: the
+/// smallest integer and length formats, `str8` for strings of 32..=255 bytes,
+/// floats always as float64.
+#[derive(Debug, Default)]
+pub struct Writer {
+    /// The bytes written so far.
+    pub out: Vec<u8>,
+}
+
+impl Writer {
+    /// An empty writer.
+    pub fn new() -> Self {
+        Writer::default()
+    }
+
+    fn header(&mut self, len: usize, fix: u8, fix_max: usize, m16: u8, m32: u8) {
+        if len <= fix_max {
+            self.out.push(fix | len as u8);
+        } else if len <= usize::from(u16::MAX) {
+            self.out.push(m16);
+            self.out.extend_from_slice(&(len as u16).to_be_bytes());
+        } else {
+            self.out.push(m32);
+            self.out.extend_from_slice(&(len as u32).to_be_bytes());
+        }
+    }
+
+    /// A map header.
+    pub fn map(&mut self, len: usize) {
+        self.header(len, 0x80, 15, 0xde, 0xdf);
+    }
+
+    /// An array header.
+    pub fn array(&mut self, len: usize) {
+        self.header(len, 0x90, 15, 0xdc, 0xdd);
+    }
+
+    /// A string.
+    pub fn str(&mut self, s: &str) {
+        let len = s.len();
+        if len <= 31 {
+            self.out.push(0xa0 | len as u8);
+        } else if len <= 255 {
+            self.out.push(0xd9);
+            self.out.push(len as u8);
+        } else if len <= usize::from(u16::MAX) {
+            self.out.push(0xda);
+            self.out.extend_from_slice(&(len as u16).to_be_bytes());
+        } else {
+            self.out.push(0xdb);
+            self.out.extend_from_slice(&(len as u32).to_be_bytes());
+        }
+        self.out.extend_from_slice(s.as_bytes());
+    }
+
+    /// A string or nil.
+    pub fn opt_str(&mut self, s: Option<&str>) {
+        match s {
+            Some(s) => self.str(s),
+            None => self.nil(),
+        }
+    }
+
+    /// Nil.
+    pub fn nil(&mut self) {
+        self.out.push(0xc0);
+    }
+
+    /// A boolean.
+    pub fn bool(&mut self, b: bool) {
+        self.out.push(if b { 0xc3 } else { 0xc2 });
+    }
+
+    /// A float, always as float64.
+    pub fn float(&mut self, f: f64) {
+        self.out.push(0xcb);
+        self.out.extend_from_slice(&f.to_be_bytes());
+    }
+
+    /// A non-negative integer in its smallest format.
+    pub fn uint(&mut self, v: u64) {
+        if v <= 0x7f {
+            self.out.push(v as u8);
+        } else if v <= 0xff {
+            self.out.extend_from_slice(&[0xcc, v as u8]);
+        } else if v <= 0xffff {
+            self.out.push(0xcd);
+            self.out.extend_from_slice(&(v as u16).to_be_bytes());
+        } else if v <= 0xffff_ffff {
+            self.out.push(0xce);
+            self.out.extend_from_slice(&(v as u32).to_be_bytes());
+        } else {
+            self.out.push(0xcf);
+            self.out.extend_from_slice(&v.to_be_bytes());
+        }
+    }
+
+    /// An integer in its smallest format.
+    pub fn int(&mut self, v: i64) {
+        if v >= 0 {
+            self.uint(v as u64);
+        } else if v >= -32 {
+            self.out.push(v as i8 as u8);
+        } else if v >= i64::from(i8::MIN) {
+            self.out.extend_from_slice(&[0xd0, v as i8 as u8]);
+        } else if v >= i64::from(i16::MIN) {
+            self.out.push(0xd1);
+            self.out.extend_from_slice(&(v as i16).to_be_bytes());
+        } else if v >= i64::from(i32::MIN) {
+            self.out.push(0xd2);
+            self.out.extend_from_slice(&(v as i32).to_be_bytes());
+        } else {
+            self.out.push(0xd3);
+            self.out.extend_from_slice(&v.to_be_bytes());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ints_round_trip_in_smallest_form() {
+        for v in [
+            0i64,
+            1,
+            127,
+            128,
+            255,
+            256,
+            65535,
+            65536,
+            -1,
+            -32,
+            -33,
+            -128,
+            -129,
+            i64::MIN,
+            i64::MAX,
+        ] {
+            let mut w = Writer::new();
+            w.int(v);
+            let mut r = Reader::new(&w.out);
+            assert_eq!(r.read_int().unwrap(), v);
+            assert!(r.at_end());
+        }
+        let mut w = Writer::new();
+        w.int(128);
+        assert_eq!(w.out, [0xcc, 0x80]);
+    }
+
+    #[test]
+    fn uint64_above_i64_is_out_of_range() {
+        let bytes = [0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
+        let err = Reader::new(&bytes).read_int().unwrap_err();
+        assert_eq!(err.offset, 0);
+    }
+
+    #[test]
+    fn strings_borrow_and_validate_utf8() {
+        let mut w = Writer::new();
+        w.str(&"x".repeat(40));
+        assert_eq!(w.out[0], 0xd9);
+        assert_eq!(Reader::new(&w.out).read_str().unwrap().len(), 40);
+        assert!(Reader::new(&[0xa1, 0xff]).read_str().is_err());
+    }
+
+    #[test]
+    fn truncated_and_huge_lengths_are_errors_not_panics() {
+        assert!(Reader::new(&[0xdb, 0xff, 0xff, 0xff, 0xff])
+            .read_str()
+            .is_err());
+        assert!(Reader::new(&[0xdd, 0xff, 0xff, 0xff, 0xff]).skip().is_err());
+        assert!(Reader::new(&[]).read_map_len().is_err());
+        assert!(Reader::new(&[0xc1]).skip().is_err());
+    }
+
+    #[test]
+    fn skip_handles_deep_nesting_iteratively() {
+        let mut bytes = vec![0x91; 100_000];
+        bytes.push(0xc0);
+        let mut r = Reader::new(&bytes);
+        r.skip().unwrap();
+        assert!(r.at_end());
+    }
+}

@@ -1,0 +1,890 @@
+//! Bindings of the replay reducer (SPEC section 7): `ReplayReducer`,
+//! `replay`, `replay_many` and the cursor helpers of 7.4.
+//!
+//! Journals given as paths or buffers are read, decoded and reduced with the
+//! GIL released; only the final `ReplayResult` is built with it held.
+//! Records given as Structs are encoded with `records.encode_canonical` (so
+//! their digest is the one the reference computes) and decoded in Rust.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
+
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyMemoryView, PyString, PyTuple};
+
+use crate::error::Error;
+use crate::frames;
+use crate::journal::FileEvent;
+use crate::jsonl::LineEvent;
+use crate::py::args::{int_in_range, raise, type_error, Arg, Given};
+use crate::py::digest::encode_canonical;
+use crate::py::journal::{corruption_error, decode_error, io_error};
+use crate::py::{cache, lock};
+use crate::records::{decode_msgpack, DecodeError};
+use crate::replay::{
+    record_digest, CheckpointState, Mode, Options, Outcome, Pending, Policy, Reconciliation,
+    Reducer, Repair, Violation,
+};
+
+/// The default limit on one frame's declared body length (64 MiB).
+pub const DEFAULT_MAX_FRAME_BYTES: i64 = 64 * 1024 * 1024;
+const MAX_FRAME_LIMIT: i64 = (1 << 32) - 1;
+
+/// Validated options of one replay.
+#[derive(Clone)]
+struct Settings {
+    options: Options,
+    max_frame: u64,
+}
+
+fn parse_mode(mode: &Given<'_>) -> PyResult<Mode> {
+    let Some(value) = &mode.0 else {
+        return Ok(Mode::Resume);
+    };
+    let parsed = value
+        .cast::<PyString>()
+        .ok()
+        .and_then(|s| s.to_str().ok().and_then(Mode::parse));
+    parsed.ok_or_else(|| {
+        let message = format!(
+            "mode must be one of audit, resume, repair, got {}",
+            crate::py::args::repr(value)
+        );
+        raise(Error::value_error("mode", message), value)
+    })
+}
+
+fn parse_policy(policy: &Given<'_>) -> PyResult<Policy> {
+    let Some(value) = &policy.0 else {
+        return Ok(Policy::Fail);
+    };
+    let parsed = value
+        .cast::<PyString>()
+        .ok()
+        .and_then(|s| s.to_str().ok().and_then(Policy::parse));
+    parsed.ok_or_else(|| {
+        let message = format!(
+            "missing_content_policy must be one of fail, recoverable_replay_gap, \
+             request_host_repair, placeholder, got {}",
+            crate::py::args::repr(value)
+        );
+        raise(Error::value_error("missing_content_policy", message), value)
+    })
+}
+
+fn parse_settings(
+    mode: &Given<'_>,
+    available: Option<&Bound<'_, PyAny>>,
+    policy: &Given<'_>,
+    strict: Option<&Bound<'_, PyAny>>,
+    max_frame_bytes: &Given<'_>,
+) -> PyResult<Settings> {
+    let mode = parse_mode(mode)?;
+    let policy = parse_policy(policy)?;
+    let strict = match strict {
+        None => mode != Mode::Audit,
+        Some(value) => match value.cast::<pyo3::types::PyBool>() {
+            Ok(flag) => flag.is_true(),
+            Err(_) => return Err(type_error(value, Arg::Name("strict"), "a bool or None")),
+        },
+    };
+    let max_frame = match &max_frame_bytes.0 {
+        None => DEFAULT_MAX_FRAME_BYTES,
+        Some(value) => int_in_range(value, Arg::Name("max_frame_bytes"), 1, MAX_FRAME_LIMIT)?,
+    };
+    let available = match available {
+        None => None,
+        Some(refs) => Some(ref_set(refs)?),
+    };
+    let mut options = Options::new(mode);
+    options.strict = strict;
+    options.policy = policy;
+    options.available = available;
+    Ok(Settings {
+        options,
+        max_frame: max_frame as u64,
+    })
+}
+
+fn ref_set(
+    refs: &Bound<'_, PyAny>,
+) -> PyResult<std::collections::HashSet<String, foldhash::fast::RandomState>> {
+    let arg = Arg::Name("available_content_refs");
+    if refs.is_instance_of::<PyString>() || refs.is_instance_of::<PyBytes>() {
+        return Err(type_error(refs, arg, "an iterable of str"));
+    }
+    let iter = refs
+        .try_iter()
+        .map_err(|_| type_error(refs, arg, "an iterable of str"))?;
+    let mut set = Options::ref_set(Vec::new());
+    for item in iter {
+        let item = item?;
+        let Ok(text) = item.cast::<PyString>() else {
+            return Err(type_error(&item, arg, "an iterable of str"));
+        };
+        set.insert(text.to_cow()?.into_owned());
+    }
+    Ok(set)
+}
+
+/// What went wrong while reading or reducing a journal, without the GIL.
+enum Failure {
+    Violation(Violation),
+    Corruption {
+        offset: u64,
+        reason: String,
+    },
+    Decode(DecodeError),
+    Io(std::io::Error),
+    /// A JSON line that decodes but has no canonical encoding (an integer
+    /// in `Custom.data` beyond 64 bits); the reference raises InvalidArgument.
+    Unencodable,
+}
+
+impl Failure {
+    fn into_pyerr(self, py: Python<'_>) -> PyErr {
+        match self {
+            Failure::Violation(v) => violation_error(py, v),
+            Failure::Corruption { offset, reason } => corruption_error(py, offset, &reason),
+            Failure::Decode(err) => decode_error(py, &err, None),
+            Failure::Io(err) => io_error(err),
+            Failure::Unencodable => Error::value_error(
+                "value",
+                "value cannot be encoded canonically: an integer in a JSON line does not fit \
+                 in 64 bits",
+            )
+            .into(),
+        }
+    }
+}
+
+impl<E: Into<Failure>> From<frames::WalkError<E>> for Failure {
+    fn from(err: frames::WalkError<E>) -> Self {
+        match err {
+            frames::WalkError::Corruption { offset, reason } => {
+                Failure::Corruption { offset, reason }
+            }
+            frames::WalkError::Io(err) => Failure::Io(err),
+            frames::WalkError::Stop(stop) => stop.into(),
+        }
+    }
+}
+
+impl From<Violation> for Failure {
+    fn from(v: Violation) -> Self {
+        Failure::Violation(v)
+    }
+}
+
+fn violation_error(py: Python<'_>, v: Violation) -> PyErr {
+    match cache::replay_violation_type(py) {
+        Ok(ty) => PyErr::from_type(
+            ty.clone(),
+            (
+                v.kind,
+                v.record_id,
+                v.journal_seq,
+                v.message,
+                "repair_needed",
+            ),
+        ),
+        Err(err) => err,
+    }
+}
+
+fn finished_error(py: Python<'_>) -> PyErr {
+    match cache::reducer_finished_type(py) {
+        Ok(ty) => PyErr::from_type(
+            ty.clone(),
+            ("the reducer is spent: finish() was already called",),
+        ),
+        Err(err) => err,
+    }
+}
+
+/// Feed a framed buffer to `reducer` (no GIL needed).
+fn reduce_framed(reducer: &mut Reducer, data: &[u8], max_frame: u64) -> Result<(), Failure> {
+    let strict = reducer.options().strict;
+    frames::walk_slice(data, strict, max_frame, |event| feed(reducer, event)).map_err(Failure::from)
+}
+
+/// Apply one event of a framed journal.
+fn feed(reducer: &mut Reducer, event: frames::Event<'_>) -> Result<(), Violation> {
+    match event {
+        frames::Event::Record { body, record, .. } => reducer.apply(&record, record_digest(body)),
+        frames::Event::Corrupt { start, end, reason } => {
+            reducer.corruption(start, end, &reason);
+            Ok(())
+        }
+        frames::Event::Torn { bytes } => {
+            reducer.torn_tail(bytes);
+            Ok(())
+        }
+    }
+}
+
+/// Replay a journal file into `reducer` (format by extension), streaming.
+fn reduce_path(reducer: &mut Reducer, path: &Path, max_frame: u64) -> Result<(), Failure> {
+    let strict = reducer.options().strict;
+    crate::journal::walk_path(path, strict, max_frame, |event| match event {
+        FileEvent::Frame(event) => feed(reducer, event).map_err(Failure::Violation),
+        FileEvent::Line(LineEvent::Record { record, canonical }) => reducer
+            .apply(&record, record_digest(canonical))
+            .map_err(Failure::Violation),
+        FileEvent::Line(LineEvent::Skipped) => {
+            reducer.skipped_line();
+            Ok(())
+        }
+        FileEvent::Line(LineEvent::Unencodable { .. }) => Err(Failure::Unencodable),
+    })
+    .map_err(Failure::from)
+}
+
+/// A source made ready for reading without the GIL.
+enum Job {
+    Path(PathBuf),
+    Buffer(Vec<u8>),
+}
+
+impl Job {
+    fn run(&self, settings: &Settings) -> Result<Outcome, Failure> {
+        let mut reducer = Reducer::new(settings.options.clone());
+        match self {
+            Job::Path(path) => reduce_path(&mut reducer, path, settings.max_frame)?,
+            Job::Buffer(data) => reduce_framed(&mut reducer, data, settings.max_frame)?,
+        }
+        Ok(reducer.finish())
+    }
+}
+
+/// A path (`str` or `os.PathLike`) as a `PathBuf`, or None for anything else.
+fn as_path(source: &Bound<'_, PyAny>) -> PyResult<Option<PathBuf>> {
+    if source.is_instance_of::<PyString>()
+        || source.hasattr(pyo3::intern!(source.py(), "__fspath__"))?
+    {
+        return Ok(Some(source.extract::<PathBuf>()?));
+    }
+    Ok(None)
+}
+
+/// The bytes of a `bytes`, `bytearray` or `memoryview`, or None.
+fn as_buffer(source: &Bound<'_, PyAny>) -> PyResult<Option<Vec<u8>>> {
+    if let Ok(bytes) = source.cast::<PyBytes>() {
+        return Ok(Some(bytes.as_bytes().to_vec()));
+    }
+    if let Ok(array) = source.cast::<PyByteArray>() {
+        return Ok(Some(array.to_vec()));
+    }
+    if source.is_instance_of::<PyMemoryView>() {
+        let raw = source.call_method0(pyo3::intern!(source.py(), "tobytes"))?;
+        return Ok(Some(raw.cast::<PyBytes>()?.as_bytes().to_vec()));
+    }
+    Ok(None)
+}
+
+/// The canonical bytes of one record given from Python (a Struct or its bytes).
+fn record_bytes(record: &Bound<'_, PyAny>, arg: Arg<'_>) -> PyResult<Vec<u8>> {
+    let py = record.py();
+    if record.is_instance(cache::journal_record_type(py)?)? {
+        return Ok(encode_canonical(record)?.as_bytes().to_vec());
+    }
+    match as_buffer(record)? {
+        Some(data) => Ok(data),
+        None => Err(type_error(record, arg, "a JournalRecord or bytes")),
+    }
+}
+
+/// Apply one record's bytes (decode, digest, reduce).
+fn apply_bytes(reducer: &mut Reducer, data: &[u8]) -> Result<(), Failure> {
+    let record = decode_msgpack(data).map_err(Failure::Decode)?;
+    reducer
+        .apply(&record, record_digest(data))
+        .map_err(Failure::Violation)
+}
+
+/// Replay an iterable of records (Structs or bytes) on this thread.
+fn reduce_iterable(
+    py: Python<'_>,
+    reducer: &mut Reducer,
+    items: &Bound<'_, PyAny>,
+) -> PyResult<()> {
+    for item in items.try_iter()? {
+        let data = record_bytes(&item?, Arg::Name("record"))?;
+        apply_bytes(reducer, &data).map_err(|f| f.into_pyerr(py))?;
+    }
+    Ok(())
+}
+
+// -- building the ReplayResult ------------------------------------------------
+
+fn kwargs<'py>(
+    py: Python<'py>,
+    pairs: &[(&str, Bound<'py, PyAny>)],
+) -> PyResult<Bound<'py, PyDict>> {
+    let dict = PyDict::new(py);
+    for (key, value) in pairs {
+        dict.set_item(*key, value)?;
+    }
+    Ok(dict)
+}
+
+fn opt<'py>(py: Python<'py>, value: &Option<String>) -> Bound<'py, PyAny> {
+    match value {
+        Some(s) => PyString::new(py, s).into_any(),
+        None => py.None().into_bound(py),
+    }
+}
+
+fn s<'py>(py: Python<'py>, value: &str) -> Bound<'py, PyAny> {
+    PyString::new(py, value).into_any()
+}
+
+fn repair_obj<'py>(py: Python<'py>, r: &Repair) -> PyResult<Bound<'py, PyAny>> {
+    let kw = kwargs(
+        py,
+        &[
+            ("kind", s(py, r.kind)),
+            ("record_id", s(py, &r.record_id)),
+            ("journal_seq", r.journal_seq.into_pyobject(py)?.into_any()),
+            ("reason", s(py, &r.reason)),
+            ("retry", s(py, r.retry)),
+        ],
+    )?;
+    cache::repair_needed_type(py)?.call((), Some(&kw))
+}
+
+fn pending_obj<'py>(py: Python<'py>, p: &Pending) -> PyResult<Bound<'py, PyAny>> {
+    let kw = kwargs(
+        py,
+        &[
+            ("effect_id", s(py, &p.effect_id)),
+            ("intent_record_id", s(py, &p.intent_record_id)),
+            ("idempotency_key", opt(py, &p.idempotency_key)),
+            ("dedupe_key", opt(py, &p.dedupe_key)),
+            ("reason", s(py, &p.reason)),
+            (
+                "retry_allowed",
+                pyo3::types::PyBool::new(py, p.retry_allowed)
+                    .to_owned()
+                    .into_any(),
+            ),
+        ],
+    )?;
+    cache::pending_effect_type(py)?.call((), Some(&kw))
+}
+
+fn reconciliation_obj<'py>(py: Python<'py>, o: &Reconciliation) -> PyResult<Bound<'py, PyAny>> {
+    let kw = kwargs(
+        py,
+        &[
+            ("delivery_id", s(py, &o.delivery_id)),
+            ("intent_record_id", s(py, &o.intent_record_id)),
+            ("dedupe_key", s(py, &o.dedupe_key)),
+            ("idempotency_key", opt(py, &o.idempotency_key)),
+            ("external_operation_id", opt(py, &o.external_operation_id)),
+            ("terminal_status", s(py, &o.terminal_status)),
+            ("reason", s(py, &o.reason)),
+            ("decision", s(py, &o.decision)),
+            (
+                "resend_allowed",
+                pyo3::types::PyBool::new(py, o.resend_allowed)
+                    .to_owned()
+                    .into_any(),
+            ),
+        ],
+    )?;
+    cache::output_reconciliation_type(py)?.call((), Some(&kw))
+}
+
+fn checkpoint_obj<'py>(py: Python<'py>, c: &CheckpointState) -> PyResult<Bound<'py, PyAny>> {
+    let kw = kwargs(
+        py,
+        &[
+            (
+                "checkpoint_seq",
+                c.checkpoint_seq.into_pyobject(py)?.into_any(),
+            ),
+            (
+                "covers_journal_seq",
+                c.covers_journal_seq.into_pyobject(py)?.into_any(),
+            ),
+            ("loop_state", s(py, &c.loop_state)),
+            (
+                "created_at_ms",
+                c.created_at_ms.into_pyobject(py)?.into_any(),
+            ),
+            (
+                "content_ref_manifest",
+                PyList::new(py, &c.content_ref_manifest)?.into_any(),
+            ),
+        ],
+    )?;
+    cache::checkpoint_type(py)?.call((), Some(&kw))
+}
+
+fn list_of<'py, T>(
+    py: Python<'py>,
+    items: &[T],
+    build: impl Fn(Python<'py>, &T) -> PyResult<Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let list = PyList::empty(py);
+    for item in items {
+        list.append(build(py, item)?)?;
+    }
+    Ok(list.into_any())
+}
+
+fn result_obj<'py>(py: Python<'py>, o: &Outcome) -> PyResult<Bound<'py, PyAny>> {
+    let gaps = PyList::empty(py);
+    for (a, b) in &o.sequence_gaps {
+        gaps.append(PyTuple::new(py, [a, b])?)?;
+    }
+    let kw = kwargs(
+        py,
+        &[
+            ("mode", s(py, o.mode.name())),
+            (
+                "status",
+                s(
+                    py,
+                    if o.complete {
+                        "complete"
+                    } else {
+                        "repair_needed"
+                    },
+                ),
+            ),
+            (
+                "resume_allowed",
+                pyo3::types::PyBool::new(py, o.resume_allowed)
+                    .to_owned()
+                    .into_any(),
+            ),
+            (
+                "latest_journal_seq",
+                o.latest_journal_seq.into_pyobject(py)?.into_any(),
+            ),
+            ("terminal_status", opt(py, &o.terminal_status)),
+            (
+                "next_loop_state",
+                match &o.latest_checkpoint {
+                    Some(c) => s(py, &c.loop_state),
+                    None => py.None().into_bound(py),
+                },
+            ),
+            (
+                "unsafe_pending_side_effects",
+                list_of(py, &o.unsafe_pending_side_effects, pending_obj)?,
+            ),
+            (
+                "missing_content_refs",
+                PyList::new(py, &o.missing_content_refs)?.into_any(),
+            ),
+            ("repair_needed", list_of(py, &o.repair_needed, repair_obj)?),
+            (
+                "output_delivery_repairs",
+                list_of(py, &o.output_delivery_repairs, reconciliation_obj)?,
+            ),
+            (
+                "latest_checkpoint",
+                match &o.latest_checkpoint {
+                    Some(c) => checkpoint_obj(py, c)?,
+                    None => py.None().into_bound(py),
+                },
+            ),
+            (
+                "torn_tail_bytes",
+                o.torn_tail_bytes.into_pyobject(py)?.into_any(),
+            ),
+            (
+                "skipped_lines",
+                o.skipped_lines.into_pyobject(py)?.into_any(),
+            ),
+            (
+                "records_applied",
+                o.records_applied.into_pyobject(py)?.into_any(),
+            ),
+            ("sequence_gaps", gaps.into_any()),
+        ],
+    )?;
+    cache::replay_result_type(py)?.call((), Some(&kw))
+}
+
+// -- the Python API -----------------------------------------------------------
+
+/// Folds a run's journal into a `ReplayResult` (SPEC 7).
+///
+/// `mode` is "audit", "resume" (default) or "repair"; `strict` defaults to
+/// True for resume and repair, False for audit. Strictly, a record that breaks
+/// an invariant raises ReplayViolation and is not applied (the reducer stays
+/// usable); otherwise it becomes a `replay_invariant_violation` repair and is
+/// skipped. `available_content_refs` turns the content-ref check on.
+/// Thread-safe; `finish()` spends the reducer.
+#[pyclass(frozen, module = "replaycore._core")]
+pub struct ReplayReducer {
+    state: Mutex<Option<Reducer>>,
+    max_frame: u64,
+}
+
+impl ReplayReducer {
+    /// Run `f` on the live reducer, or raise ReducerFinished.
+    fn with<R>(&self, py: Python<'_>, f: impl FnOnce(&mut Reducer) -> R) -> PyResult<R> {
+        let mut guard = lock(&self.state);
+        match guard.as_mut() {
+            Some(reducer) => Ok(f(reducer)),
+            None => Err(finished_error(py)),
+        }
+    }
+}
+
+#[pymethods]
+impl ReplayReducer {
+    #[new]
+    #[pyo3(
+        signature = (mode = Given(None), available_content_refs = None, missing_content_policy = Given(None), strict = None, *, max_frame_bytes = Given(None)),
+        text_signature = "(mode='resume', available_content_refs=None, missing_content_policy='fail', strict=None, *, max_frame_bytes=67108864)"
+    )]
+    fn new(
+        mode: Given<'_>,
+        available_content_refs: Option<&Bound<'_, PyAny>>,
+        missing_content_policy: Given<'_>,
+        strict: Option<&Bound<'_, PyAny>>,
+        max_frame_bytes: Given<'_>,
+    ) -> PyResult<Self> {
+        let settings = parse_settings(
+            &mode,
+            available_content_refs,
+            &missing_content_policy,
+            strict,
+            &max_frame_bytes,
+        )?;
+        Ok(ReplayReducer {
+            state: Mutex::new(Some(Reducer::new(settings.options))),
+            max_frame: settings.max_frame,
+        })
+    }
+
+    /// Apply one record: a JournalRecord or the msgpack bytes of one.
+    ///
+    /// Raises ReplayViolation (strict), RecordDecodeError for bytes that are
+    /// not a record, ReducerFinished after `finish()`.
+    fn apply(&self, py: Python<'_>, record: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.with(py, |_| ())?;
+        let data = record_bytes(record, Arg::Name("record"))?;
+        self.with(py, |reducer| apply_bytes(reducer, &data))?
+            .map_err(|f| f.into_pyerr(py))
+    }
+
+    /// Apply records in order: an iterable of records (or their bytes), or a
+    /// framed journal buffer (bytes starting with `RCJ1`).
+    fn apply_many(&self, py: Python<'_>, records: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.with(py, |_| ())?;
+        if let Some(data) = as_buffer(records)? {
+            let max_frame = self.max_frame;
+            let mut guard = lock(&self.state);
+            let Some(reducer) = guard.as_mut() else {
+                return Err(finished_error(py));
+            };
+            return py
+                .detach(|| reduce_framed(reducer, &data, max_frame))
+                .map_err(|f| f.into_pyerr(py));
+        }
+        let iter = records.try_iter().map_err(|_| {
+            type_error(
+                records,
+                Arg::Name("records"),
+                "an iterable of records or a framed buffer",
+            )
+        })?;
+        for item in iter {
+            self.apply(py, &item?)?;
+        }
+        Ok(())
+    }
+
+    /// Close the replay and return its ReplayResult; the reducer is spent.
+    fn finish<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let reducer = lock(&self.state).take().ok_or_else(|| finished_error(py))?;
+        let outcome = reducer.finish();
+        result_obj(py, &outcome)
+    }
+
+    /// Records applied so far (not counting ignored duplicates or skipped violations).
+    #[getter]
+    fn records_applied(&self, py: Python<'_>) -> PyResult<u64> {
+        self.with(py, |r| r.records_applied())
+    }
+
+    /// The `journal_seq` of the last applied record (0 before any).
+    #[getter]
+    fn latest_journal_seq(&self, py: Python<'_>) -> PyResult<i64> {
+        self.with(py, |r| r.latest_journal_seq())
+    }
+}
+
+/// Replay one journal and return its ReplayResult.
+///
+/// `source` is a path (`.jsonl` for JSON lines, anything else framed `.rcj`,
+/// streamed with bounded memory), the bytes of a framed journal, or an
+/// iterable of records (or their msgpack bytes). Paths and buffers are read
+/// and reduced with the GIL released.
+#[pyfunction]
+#[pyo3(
+    signature = (source, mode = Given(None), available_content_refs = None, missing_content_policy = Given(None), strict = None, *, max_frame_bytes = Given(None)),
+    text_signature = "(source, mode='resume', available_content_refs=None, missing_content_policy='fail', strict=None, *, max_frame_bytes=67108864)"
+)]
+pub fn replay<'py>(
+    py: Python<'py>,
+    source: &Bound<'py, PyAny>,
+    mode: Given<'py>,
+    available_content_refs: Option<&Bound<'py, PyAny>>,
+    missing_content_policy: Given<'py>,
+    strict: Option<&Bound<'py, PyAny>>,
+    max_frame_bytes: Given<'py>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let settings = parse_settings(
+        &mode,
+        available_content_refs,
+        &missing_content_policy,
+        strict,
+        &max_frame_bytes,
+    )?;
+    match prepare(source)? {
+        Some(job) => {
+            let outcome = py
+                .detach(|| job.run(&settings))
+                .map_err(|f| f.into_pyerr(py))?;
+            result_obj(py, &outcome)
+        }
+        None => {
+            let mut reducer = Reducer::new(settings.options);
+            reduce_iterable(py, &mut reducer, source)?;
+            result_obj(py, &reducer.finish())
+        }
+    }
+}
+
+/// Run every job on `workers` threads; `None` where there is no job.
+fn run_jobs(
+    jobs: &[Option<Job>],
+    settings: &Settings,
+    workers: usize,
+) -> Vec<Option<Result<Outcome, Failure>>> {
+    if workers <= 1 {
+        return jobs
+            .iter()
+            .map(|job| job.as_ref().map(|job| job.run(settings)))
+            .collect();
+    }
+    let next = AtomicUsize::new(0);
+    let slots: Vec<Mutex<Option<Result<Outcome, Failure>>>> =
+        jobs.iter().map(|_| Mutex::new(None)).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| loop {
+                let index = next.fetch_add(1, Ordering::Relaxed);
+                let Some(job) = jobs.get(index) else {
+                    break;
+                };
+                if let (Some(job), Some(slot)) = (job, slots.get(index)) {
+                    let outcome = job.run(settings);
+                    *lock(slot) = Some(outcome);
+                }
+            });
+        }
+    });
+    slots
+        .into_iter()
+        .map(|slot| slot.into_inner().unwrap_or_else(PoisonError::into_inner))
+        .collect()
+}
+
+/// A path or buffer source as a job; None for an iterable of records.
+fn prepare(source: &Bound<'_, PyAny>) -> PyResult<Option<Job>> {
+    if let Some(path) = as_path(source)? {
+        return Ok(Some(Job::Path(path)));
+    }
+    if let Some(data) = as_buffer(source)? {
+        return Ok(Some(Job::Buffer(data)));
+    }
+    if source.try_iter().is_err() {
+        return Err(type_error(
+            source,
+            Arg::Name("source"),
+            "a path, a framed buffer or an iterable of records",
+        ));
+    }
+    Ok(None)
+}
+
+const OPTION_NAMES: [&str; 5] = [
+    "mode",
+    "available_content_refs",
+    "missing_content_policy",
+    "strict",
+    "max_frame_bytes",
+];
+
+fn settings_from_kwargs(options: Option<&Bound<'_, PyDict>>) -> PyResult<Settings> {
+    let mut given: [Option<Bound<'_, PyAny>>; 5] = Default::default();
+    if let Some(options) = options {
+        for (key, value) in options.iter() {
+            let name: String = key.extract()?;
+            match OPTION_NAMES.iter().position(|n| *n == name) {
+                Some(i) => given[i] = Some(value),
+                None => {
+                    return Err(PyTypeError::new_err(format!(
+                        "replay() got an unexpected keyword argument '{name}'"
+                    )))
+                }
+            }
+        }
+    }
+    let [mode, available, policy, strict, max_frame] = given;
+    let available = available.filter(|v| !v.is_none());
+    let strict = strict.filter(|v| !v.is_none());
+    parse_settings(
+        &Given(mode),
+        available.as_ref(),
+        &Given(policy),
+        strict.as_ref(),
+        &Given(max_frame),
+    )
+}
+
+/// Replay many journals in parallel (GIL released); results in source order.
+///
+/// `options` are those of `replay`, for every source. Paths and buffers are
+/// spread over `threads` worker threads (default: the number of CPUs);
+/// iterables of records are replayed on the calling thread. The first
+/// failure in source order is raised, or with `return_exceptions=True` each
+/// failure is returned in its place.
+#[pyfunction]
+#[pyo3(signature = (sources, threads = None, return_exceptions = false, **options))]
+pub fn replay_many<'py>(
+    py: Python<'py>,
+    sources: &Bound<'py, PyAny>,
+    threads: Option<&Bound<'py, PyAny>>,
+    return_exceptions: bool,
+    options: Option<&Bound<'py, PyDict>>,
+) -> PyResult<Bound<'py, PyList>> {
+    let items: Vec<Bound<'py, PyAny>> = sources.try_iter()?.collect::<PyResult<_>>()?;
+    let threads = match threads {
+        None => None,
+        Some(value) => Some(int_in_range(value, Arg::Name("threads"), 1, 1024)? as usize),
+    };
+    let results = PyList::empty(py);
+    if items.is_empty() {
+        return Ok(results);
+    }
+    let settings = match settings_from_kwargs(options) {
+        Ok(settings) => settings,
+        Err(err) if return_exceptions => {
+            for _ in &items {
+                results.append(err.clone_ref(py).into_value(py))?;
+            }
+            return Ok(results);
+        }
+        Err(err) => return Err(err),
+    };
+    // Prepare every source with the GIL; a source that cannot be prepared
+    // fails in its place.
+    let mut jobs: Vec<Option<Job>> = Vec::with_capacity(items.len());
+    let mut early: Vec<Option<PyErr>> = Vec::with_capacity(items.len());
+    for item in &items {
+        match prepare(item) {
+            Ok(job) => {
+                jobs.push(job);
+                early.push(None);
+            }
+            Err(err) => {
+                jobs.push(None);
+                early.push(Some(err));
+            }
+        }
+    }
+    let workers = threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .min(jobs.len())
+        .max(1);
+    let outcomes = py.detach(|| run_jobs(&jobs, &settings, workers));
+    for ((item, early), outcome) in items.iter().zip(early).zip(outcomes) {
+        let result = match (early, outcome) {
+            (Some(err), _) => Err(err),
+            (None, Some(Ok(outcome))) => result_obj(py, &outcome),
+            (None, Some(Err(failure))) => Err(failure.into_pyerr(py)),
+            (None, None) => {
+                let mut reducer = Reducer::new(settings.options.clone());
+                reduce_iterable(py, &mut reducer, item)
+                    .and_then(|()| result_obj(py, &reducer.finish()))
+            }
+        };
+        match result {
+            Ok(value) => results.append(value)?,
+            Err(err) if return_exceptions => results.append(err.into_value(py))?,
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(results)
+}
+
+// -- cursors and scopes (SPEC 7.4) ---------------------------------------------
+
+fn check_stream_scope(scope: &Bound<'_, PyAny>) -> PyResult<()> {
+    if scope.is_instance(cache::stream_scope_type(scope.py())?)? {
+        Ok(())
+    } else {
+        Err(type_error(scope, Arg::Name("scope"), "a StreamScope"))
+    }
+}
+
+/// The cursor position of a journal sequence number: `"journal.<seq>"`.
+#[pyfunction]
+#[pyo3(signature = (seq))]
+pub fn journal_cursor_for_seq(seq: &Bound<'_, PyAny>) -> PyResult<String> {
+    let seq = int_in_range(seq, Arg::Name("seq"), 0, i64::MAX)?;
+    Ok(format!("journal.{seq}"))
+}
+
+/// `"run_journal"` for a run scope (its journal can replay it), else
+/// `"host_archive_required"`.
+#[pyfunction]
+#[pyo3(signature = (scope))]
+pub fn durable_replay_support(scope: &Bound<'_, PyAny>) -> PyResult<&'static str> {
+    check_stream_scope(scope)?;
+    let kind = scope.getattr(pyo3::intern!(scope.py(), "kind"))?;
+    Ok(if kind.eq("run")? {
+        "run_journal"
+    } else {
+        "host_archive_required"
+    })
+}
+
+/// `"compatible"` when `cursor` is None or was issued for `scope`, else
+/// `"scope_mismatch"`.
+#[pyfunction]
+#[pyo3(signature = (scope, cursor))]
+pub fn check_cursor_compatibility(
+    scope: &Bound<'_, PyAny>,
+    cursor: &Bound<'_, PyAny>,
+) -> PyResult<&'static str> {
+    check_stream_scope(scope)?;
+    if cursor.is_none() {
+        return Ok("compatible");
+    }
+    if !cursor.is_instance(cache::event_cursor_type(scope.py())?)? {
+        return Err(type_error(
+            cursor,
+            Arg::Name("cursor"),
+            "an EventCursor or None",
+        ));
+    }
+    let issued_for = cursor.getattr(pyo3::intern!(scope.py(), "scope"))?;
+    Ok(if issued_for.eq(scope)? {
+        "compatible"
+    } else {
+        "scope_mismatch"
+    })
+}

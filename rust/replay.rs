@@ -1,0 +1,645 @@
+//! The replay reducer (SPEC section 7), in pure Rust.
+//!
+//! [`Reducer::apply`] applies the checks of SPEC 7.2 in their stated order to
+//! one decoded [`Record`]; [`Reducer::finish`] runs SPEC 7.3 and returns an
+//! owned [`Outcome`] that the bindings turn into a `ReplayResult`. The reducer
+//! keeps a 128-bit digest per applied record, never the record itself.
+//!
+//! Every string that ends up in a result is spelled exactly as the reference
+//! (`python/replaycore/reference/replay.py`) spells it: results of both
+//! backends compare equal.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::records::{Payload, Record};
+
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+type FastSet<K> = HashSet<K, foldhash::fast::RandomState>;
+
+const PENDING_REASON: &str = "effect intent has no terminal result in replay";
+const DEDUPE_PROOF_REASON: &str = "completed dedupe proof found for output delivery";
+const UNSAFE_OUTPUT_REASON: &str = "cannot resend output delivery without completed dedupe proof";
+const TERMINAL_LIFECYCLE: [&str; 6] = [
+    "completed",
+    "failed",
+    "cancelled",
+    "run_completed",
+    "run_failed",
+    "run_cancelled",
+];
+
+/// The digest kept per applied record: XXH3-128 of its canonical bytes.
+pub fn record_digest(canonical: &[u8]) -> u128 {
+    xxhash_rust::xxh3::xxh3_128(canonical)
+}
+
+/// Replay mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Audit,
+    Resume,
+    Repair,
+}
+
+impl Mode {
+    /// Parse a mode name.
+    pub fn parse(name: &str) -> Option<Mode> {
+        match name {
+            "audit" => Some(Mode::Audit),
+            "resume" => Some(Mode::Resume),
+            "repair" => Some(Mode::Repair),
+            _ => None,
+        }
+    }
+
+    /// The mode's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Audit => "audit",
+            Mode::Resume => "resume",
+            Mode::Repair => "repair",
+        }
+    }
+}
+
+/// What to do about content refs that are not available.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    Fail,
+    RecoverableReplayGap,
+    RequestHostRepair,
+    Placeholder,
+}
+
+impl Policy {
+    /// Parse a policy name.
+    pub fn parse(name: &str) -> Option<Policy> {
+        match name {
+            "fail" => Some(Policy::Fail),
+            "recoverable_replay_gap" => Some(Policy::RecoverableReplayGap),
+            "request_host_repair" => Some(Policy::RequestHostRepair),
+            "placeholder" => Some(Policy::Placeholder),
+            _ => None,
+        }
+    }
+
+    /// The policy's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Policy::Fail => "fail",
+            Policy::RecoverableReplayGap => "recoverable_replay_gap",
+            Policy::RequestHostRepair => "request_host_repair",
+            Policy::Placeholder => "placeholder",
+        }
+    }
+}
+
+/// Options of one replay.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub mode: Mode,
+    pub strict: bool,
+    pub policy: Policy,
+    /// The content refs the host can supply; `None` turns the check off.
+    pub available: Option<FastSet<String>>,
+}
+
+impl Options {
+    /// Options with the SPEC's defaults for `mode` (strict unless auditing).
+    pub fn new(mode: Mode) -> Self {
+        Options {
+            mode,
+            strict: mode != Mode::Audit,
+            policy: Policy::Fail,
+            available: None,
+        }
+    }
+
+    /// The set type used for `available`.
+    pub fn ref_set(refs: impl IntoIterator<Item = String>) -> FastSet<String> {
+        refs.into_iter().collect()
+    }
+}
+
+/// A repair the host must make.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Repair {
+    pub kind: &'static str,
+    pub record_id: String,
+    pub journal_seq: i64,
+    pub reason: String,
+    pub retry: &'static str,
+}
+
+/// A side effect without a terminal result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    pub effect_id: String,
+    pub intent_record_id: String,
+    pub idempotency_key: Option<String>,
+    pub dedupe_key: Option<String>,
+    pub reason: String,
+    pub retry_allowed: bool,
+}
+
+/// An owned checkpoint payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointState {
+    pub checkpoint_seq: i64,
+    pub covers_journal_seq: i64,
+    pub loop_state: String,
+    pub created_at_ms: i64,
+    pub content_ref_manifest: Vec<String>,
+}
+
+/// An owned output reconciliation (read from the journal or synthesized).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reconciliation {
+    pub delivery_id: String,
+    pub intent_record_id: String,
+    pub dedupe_key: String,
+    pub idempotency_key: Option<String>,
+    pub external_operation_id: Option<String>,
+    pub terminal_status: String,
+    pub reason: String,
+    pub decision: String,
+    pub resend_allowed: bool,
+}
+
+/// A record that breaks an invariant while replaying strictly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    pub kind: &'static str,
+    pub record_id: String,
+    pub journal_seq: i64,
+    pub message: String,
+}
+
+/// The result of a replay, as owned Rust data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub mode: Mode,
+    pub complete: bool,
+    pub resume_allowed: bool,
+    pub latest_journal_seq: i64,
+    pub terminal_status: Option<String>,
+    pub unsafe_pending_side_effects: Vec<Pending>,
+    pub missing_content_refs: Vec<String>,
+    pub repair_needed: Vec<Repair>,
+    pub output_delivery_repairs: Vec<Reconciliation>,
+    pub latest_checkpoint: Option<CheckpointState>,
+    pub torn_tail_bytes: u64,
+    pub skipped_lines: u64,
+    pub records_applied: u64,
+    pub sequence_gaps: Vec<(i64, i64)>,
+}
+
+struct Intent {
+    record_id: String,
+    journal_seq: i64,
+    dedupe_key: String,
+    idempotency_key: Option<String>,
+}
+
+fn owned(s: Option<&str>) -> Option<String> {
+    s.map(str::to_owned)
+}
+
+fn pending_kind(retry_allowed: bool) -> &'static str {
+    if retry_allowed {
+        "unsafe_pending_side_effect"
+    } else {
+        "non_idempotent_pending_side_effect"
+    }
+}
+
+/// Folds one run's records into an [`Outcome`].
+pub struct Reducer {
+    options: Options,
+    digests: FastMap<Box<str>, u128>,
+    last_seq: i64,
+    applied: u64,
+    terminal: Option<String>,
+    checkpoint: Option<CheckpointState>,
+    pending: FastMap<String, Pending>,
+    unsafe_pending: Vec<Pending>,
+    missing: FastSet<String>,
+    repairs: Vec<Repair>,
+    intents: FastMap<String, Intent>,
+    delivered: FastSet<String>,
+    dedupes: FastMap<String, (Option<String>, String)>,
+    reconciliations: FastMap<String, Reconciliation>,
+    gaps: Vec<(i64, i64)>,
+    torn_tail_bytes: u64,
+    skipped_lines: u64,
+}
+
+impl Reducer {
+    /// A fresh reducer.
+    pub fn new(options: Options) -> Self {
+        Reducer {
+            options,
+            digests: FastMap::default(),
+            last_seq: 0,
+            applied: 0,
+            terminal: None,
+            checkpoint: None,
+            pending: FastMap::default(),
+            unsafe_pending: Vec::new(),
+            missing: FastSet::default(),
+            repairs: Vec::new(),
+            intents: FastMap::default(),
+            delivered: FastSet::default(),
+            dedupes: FastMap::default(),
+            reconciliations: FastMap::default(),
+            gaps: Vec::new(),
+            torn_tail_bytes: 0,
+            skipped_lines: 0,
+        }
+    }
+
+    /// The options this reducer runs with.
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    /// Records applied so far.
+    pub fn records_applied(&self) -> u64 {
+        self.applied
+    }
+
+    /// The `journal_seq` of the last applied record (0 before any).
+    pub fn latest_journal_seq(&self) -> i64 {
+        self.last_seq
+    }
+
+    /// Reserve room for about `n` more records (saves rehashing on big journals).
+    pub fn reserve(&mut self, n: usize) {
+        self.digests.reserve(n);
+    }
+
+    fn repair(&mut self, kind: &'static str, record_id: &str, seq: i64, reason: String) {
+        self.repairs.push(Repair {
+            kind,
+            record_id: record_id.to_owned(),
+            journal_seq: seq,
+            reason,
+            retry: "repair_needed",
+        });
+    }
+
+    fn violation(
+        &mut self,
+        kind: &'static str,
+        record: &Record<'_>,
+        message: String,
+    ) -> Result<(), Violation> {
+        if self.options.strict {
+            return Err(Violation {
+                kind,
+                record_id: record.record_id.to_owned(),
+                journal_seq: record.journal_seq,
+                message,
+            });
+        }
+        self.repair(
+            "replay_invariant_violation",
+            record.record_id,
+            record.journal_seq,
+            message,
+        );
+        Ok(())
+    }
+
+    fn check_refs<'r>(&mut self, record: &Record<'_>, refs: impl Iterator<Item = &'r str>) {
+        let Some(available) = &self.options.available else {
+            return;
+        };
+        let mut found = Vec::new();
+        for r in refs {
+            if !available.contains(r) && !self.missing.contains(r) {
+                self.missing.insert(r.to_owned());
+                found.push(r);
+            }
+        }
+        if self.options.policy == Policy::Placeholder {
+            return;
+        }
+        for r in found {
+            self.repairs.push(Repair {
+                kind: "missing_content_ref",
+                record_id: record.record_id.to_owned(),
+                journal_seq: record.journal_seq,
+                reason: format!(
+                    "content ref {r} is not available (policy {})",
+                    self.options.policy.name()
+                ),
+                retry: "user_action_needed",
+            });
+        }
+    }
+
+    /// Apply one record whose canonical bytes have digest `digest`.
+    ///
+    /// A strict violation is returned as `Err` and leaves the state as it was
+    /// (except an invalid checkpoint's own repair and missing refs, which the
+    /// SPEC records before raising).
+    pub fn apply(&mut self, record: &Record<'_>, digest: u128) -> Result<(), Violation> {
+        let record_id = record.record_id;
+        let seq = record.journal_seq;
+        let payload = &record.payload;
+        let sealed_ok = matches!(payload, Payload::Checkpoint(_) | Payload::Recovery { .. });
+        let prior = self.digests.get(record_id).copied();
+        // 1. an idempotent duplicate is ignored, whatever its journal_seq
+        if prior == Some(digest)
+            && (record.idempotency_key.is_some() || record.dedupe_key.is_some() || sealed_ok)
+        {
+            return Ok(());
+        }
+        // 2. schema
+        if record.schema != 1 {
+            let message = format!("unsupported journal schema {}", record.schema);
+            return self.violation("recovery_repair_needed", record, message);
+        }
+        // 3. any other reuse of a record_id
+        if prior.is_some() {
+            let message = "duplicate non-idempotent journal record".to_owned();
+            return self.violation("invalid_state_transition", record, message);
+        }
+        // 4. order
+        if seq <= self.last_seq {
+            let message = "journal records must be strictly increasing".to_owned();
+            return self.violation("invalid_state_transition", record, message);
+        }
+        // 5. sealed
+        if self.terminal.is_some() && !sealed_ok {
+            let message = "record after sealed terminal state".to_owned();
+            return self.violation("invalid_state_transition", record, message);
+        }
+        // 6. content refs
+        if !record.content_refs.is_empty() {
+            self.check_refs(record, record.content_refs.iter().copied());
+        }
+        // 7. kind effects
+        match payload {
+            Payload::Checkpoint(c) => {
+                if !(0 <= c.covers_journal_seq && c.covers_journal_seq < seq) {
+                    let message = format!(
+                        "checkpoint covers journal_seq {}, outside 0..{}",
+                        c.covers_journal_seq,
+                        seq.saturating_sub(1)
+                    );
+                    self.repair("checkpoint_invalid", record_id, seq, message.clone());
+                    if self.options.strict {
+                        return Err(Violation {
+                            kind: "checkpoint_invalid",
+                            record_id: record_id.to_owned(),
+                            journal_seq: seq,
+                            message,
+                        });
+                    }
+                    return Ok(());
+                }
+                self.check_refs(record, c.content_ref_manifest.iter().copied());
+                let newer = match &self.checkpoint {
+                    None => true,
+                    Some(l) => {
+                        (c.covers_journal_seq, c.checkpoint_seq, c.created_at_ms)
+                            > (l.covers_journal_seq, l.checkpoint_seq, l.created_at_ms)
+                    }
+                };
+                if newer {
+                    self.checkpoint = Some(CheckpointState {
+                        checkpoint_seq: c.checkpoint_seq,
+                        covers_journal_seq: c.covers_journal_seq,
+                        loop_state: c.loop_state.to_owned(),
+                        created_at_ms: c.created_at_ms,
+                        content_ref_manifest: c
+                            .content_ref_manifest
+                            .iter()
+                            .map(|s| (*s).to_owned())
+                            .collect(),
+                    });
+                }
+            }
+            Payload::Recovery { unsafe_pending } => {
+                for effect in unsafe_pending {
+                    let retry_allowed =
+                        effect.idempotency_key.is_some() || effect.dedupe_key.is_some();
+                    self.unsafe_pending.push(Pending {
+                        effect_id: effect.effect_id.to_owned(),
+                        intent_record_id: effect.intent_record_id.to_owned(),
+                        idempotency_key: owned(effect.idempotency_key),
+                        dedupe_key: owned(effect.dedupe_key),
+                        reason: effect.reason.to_owned(),
+                        retry_allowed,
+                    });
+                    self.repair(
+                        pending_kind(retry_allowed),
+                        record_id,
+                        seq,
+                        effect.reason.to_owned(),
+                    );
+                }
+            }
+            Payload::EffectIntent {
+                effect_id,
+                idempotency_key,
+                dedupe_key,
+                ..
+            } => {
+                let pending = Pending {
+                    effect_id: (*effect_id).to_owned(),
+                    intent_record_id: record_id.to_owned(),
+                    idempotency_key: owned(*idempotency_key),
+                    dedupe_key: owned(*dedupe_key),
+                    reason: PENDING_REASON.to_owned(),
+                    retry_allowed: idempotency_key.is_some() || dedupe_key.is_some(),
+                };
+                self.pending.insert((*effect_id).to_owned(), pending);
+            }
+            Payload::EffectResult { effect_id, .. } => {
+                self.pending.remove(*effect_id);
+            }
+            Payload::OutputIntent {
+                delivery_id,
+                dedupe_key,
+                idempotency_key,
+                ..
+            } => {
+                let intent = Intent {
+                    record_id: record_id.to_owned(),
+                    journal_seq: seq,
+                    dedupe_key: (*dedupe_key).to_owned(),
+                    idempotency_key: owned(*idempotency_key),
+                };
+                self.intents.insert((*delivery_id).to_owned(), intent);
+            }
+            Payload::OutputResult { delivery_id, .. } => {
+                if !self.delivered.contains(*delivery_id) {
+                    self.delivered.insert((*delivery_id).to_owned());
+                }
+            }
+            Payload::OutputDedupe {
+                dedupe_key,
+                prior_external_operation_id,
+                prior_terminal_status,
+            } => {
+                self.dedupes.insert(
+                    (*dedupe_key).to_owned(),
+                    (
+                        owned(*prior_external_operation_id),
+                        (*prior_terminal_status).to_owned(),
+                    ),
+                );
+            }
+            Payload::OutputReconciliation(o) => {
+                self.reconciliations.insert(
+                    o.delivery_id.to_owned(),
+                    Reconciliation {
+                        delivery_id: o.delivery_id.to_owned(),
+                        intent_record_id: o.intent_record_id.to_owned(),
+                        dedupe_key: o.dedupe_key.to_owned(),
+                        idempotency_key: owned(o.idempotency_key),
+                        external_operation_id: owned(o.external_operation_id),
+                        terminal_status: o.terminal_status.to_owned(),
+                        reason: o.reason.to_owned(),
+                        decision: o.decision.to_owned(),
+                        resend_allowed: o.resend_allowed,
+                    },
+                );
+                self.repair(
+                    "output_delivery_reconciliation",
+                    record_id,
+                    seq,
+                    o.reason.to_owned(),
+                );
+            }
+            Payload::RunLifecycle { status } => {
+                if TERMINAL_LIFECYCLE.contains(status) {
+                    self.terminal = Some((*status).to_owned());
+                }
+            }
+            Payload::TerminalResult {
+                effect_id,
+                terminal_status,
+            } => {
+                self.pending.remove(*effect_id);
+                self.terminal = Some((*terminal_status).to_owned());
+            }
+            Payload::OutputEvent { .. } | Payload::Custom { .. } => {}
+        }
+        // 8. remember the record
+        if self.applied > 0 && seq > self.last_seq.saturating_add(1) {
+            self.gaps.push((self.last_seq, seq));
+        }
+        self.last_seq = seq;
+        self.digests.insert(Box::from(record_id), digest);
+        self.applied += 1;
+        Ok(())
+    }
+
+    /// Record damaged bytes `start..end` that a non-strict reader skipped.
+    pub fn corruption(&mut self, start: u64, end: u64, reason: &str) {
+        let seq = self.last_seq;
+        self.repair(
+            "journal_corruption",
+            "",
+            seq,
+            format!("{reason}; skipped bytes {start}..{end}"),
+        );
+    }
+
+    /// Count a torn tail of `bytes` bytes.
+    pub fn torn_tail(&mut self, bytes: u64) {
+        self.torn_tail_bytes += bytes;
+    }
+
+    /// Count one JSON line that was blank or did not decode.
+    pub fn skipped_line(&mut self) {
+        self.skipped_lines += 1;
+    }
+
+    /// Run the finishing rules of SPEC 7.3 and return the outcome.
+    pub fn finish(mut self) -> Outcome {
+        let mut unsafe_pending = std::mem::take(&mut self.unsafe_pending);
+        let mut pending: Vec<Pending> = std::mem::take(&mut self.pending).into_values().collect();
+        pending.sort_by(|a, b| a.effect_id.cmp(&b.effect_id));
+        for effect in pending {
+            let (kind, record_id, reason) = (
+                pending_kind(effect.retry_allowed),
+                effect.intent_record_id.clone(),
+                effect.reason.clone(),
+            );
+            unsafe_pending.push(effect);
+            let seq = self.last_seq;
+            self.repair(kind, &record_id, seq, reason);
+        }
+        let mut intents: Vec<(String, Intent)> =
+            std::mem::take(&mut self.intents).into_iter().collect();
+        intents.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut output_repairs = Vec::new();
+        for (delivery_id, intent) in intents {
+            if self.delivered.contains(&delivery_id) {
+                continue;
+            }
+            if let Some(known) = self.reconciliations.remove(&delivery_id) {
+                output_repairs.push(known);
+                continue;
+            }
+            if let Some((operation, status)) = self.dedupes.get(&intent.dedupe_key) {
+                output_repairs.push(Reconciliation {
+                    delivery_id,
+                    intent_record_id: intent.record_id,
+                    dedupe_key: intent.dedupe_key,
+                    idempotency_key: intent.idempotency_key,
+                    external_operation_id: operation.clone(),
+                    terminal_status: status.clone(),
+                    reason: DEDUPE_PROOF_REASON.to_owned(),
+                    decision: "completed_by_dedupe_proof".to_owned(),
+                    resend_allowed: false,
+                });
+                continue;
+            }
+            self.repair(
+                "output_delivery_reconciliation",
+                &intent.record_id,
+                intent.journal_seq,
+                UNSAFE_OUTPUT_REASON.to_owned(),
+            );
+            output_repairs.push(Reconciliation {
+                delivery_id,
+                intent_record_id: intent.record_id,
+                dedupe_key: intent.dedupe_key,
+                idempotency_key: intent.idempotency_key,
+                external_operation_id: None,
+                terminal_status: "reconciliation_needed".to_owned(),
+                reason: UNSAFE_OUTPUT_REASON.to_owned(),
+                decision: "unsafe_pending".to_owned(),
+                resend_allowed: false,
+            });
+        }
+        let complete = self.repairs.is_empty()
+            && self.missing.is_empty()
+            && unsafe_pending.iter().all(|p| p.retry_allowed);
+        let mut missing: Vec<String> = std::mem::take(&mut self.missing).into_iter().collect();
+        missing.sort_unstable();
+        let mode = self.options.mode;
+        Outcome {
+            mode,
+            complete,
+            resume_allowed: mode != Mode::Resume || complete,
+            latest_journal_seq: self.last_seq,
+            terminal_status: self.terminal,
+            unsafe_pending_side_effects: unsafe_pending,
+            missing_content_refs: missing,
+            repair_needed: self.repairs,
+            output_delivery_repairs: output_repairs,
+            latest_checkpoint: self.checkpoint,
+            torn_tail_bytes: self.torn_tail_bytes,
+            skipped_lines: self.skipped_lines,
+            records_applied: self.applied,
+            sequence_gaps: self.gaps,
+        }
+    }
+}
