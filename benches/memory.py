@@ -3,9 +3,10 @@
 Usage: ``python benches/memory.py [RECORDS]`` (default 1,000,000). Each
 replay runs in a fresh interpreter; the figure is its peak resident set size
 (``ru_maxrss``) minus that of an interpreter that only imported replaycore,
-divided by the number of records. Record ids are ``rec-000000001`` (13 bytes,
-one 32-byte heap block each in the Rust core), reported separately, since the
-reducer must keep every applied id to detect duplicates.
+divided by the number of records. Record ids are ``rec-000000001``: the Rust
+core keeps each in an arena as a length byte and its 13 bytes; they are
+reported separately, since the reducer must keep every applied id to detect
+duplicates.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from replaycore import _core, reference
 {action}
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
-ID_BLOCK_BYTES = 32
+ID_ARENA_BYTES = 14
 
 
 def _peak_kib(action: str) -> int:
@@ -48,8 +49,8 @@ def main(argv: list[str]) -> int:
     print(f"journal: {records:,} records, {size / 1e6:.1f} MB")
     print(f"Rust core: +{(rust - baseline) / 1024:.1f} MiB peak = {per_record:.1f} bytes/record")
     print(
-        f"  of which record ids ~{ID_BLOCK_BYTES} bytes/record; "
-        f"beyond the ids: {per_record - ID_BLOCK_BYTES:.1f} bytes/record"
+        f"  of which record ids {ID_ARENA_BYTES} bytes/record; "
+        f"beyond the ids: {per_record - ID_ARENA_BYTES:.1f} bytes/record"
     )
     print(
         f"reference: +{(python - baseline) / 1024:.1f} MiB peak = "

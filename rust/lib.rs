@@ -12,6 +12,7 @@ pub mod journal;
 pub mod jsonl;
 pub mod keys;
 pub mod msgpack;
+pub mod pipeline;
 pub mod py;
 pub mod records;
 pub mod replay;

@@ -27,6 +27,31 @@ impl std::error::Error for Malformed {}
 /// The result type of the reader.
 pub type Result<T> = std::result::Result<T, Malformed>;
 
+/// `bytes` as a `str`, or the error of invalid UTF-8 at `offset`.
+#[inline]
+fn utf8(bytes: &[u8], offset: usize) -> Result<&str> {
+    // Journal strings are short and mostly ASCII: an OR over 8-byte words
+    // beats `is_ascii`'s alignment handling at these lengths.
+    let mut acc = 0u64;
+    let mut words = bytes.chunks_exact(8);
+    for word in &mut words {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(word);
+        acc |= u64::from_ne_bytes(w);
+    }
+    for &b in words.remainder() {
+        acc |= u64::from(b);
+    }
+    if acc & 0x8080_8080_8080_8080 == 0 {
+        // SAFETY: every ASCII byte sequence is valid UTF-8.
+        return Ok(unsafe { std::str::from_utf8_unchecked(bytes) });
+    }
+    std::str::from_utf8(bytes).map_err(|_| Malformed {
+        offset,
+        message: "invalid UTF-8 in str".to_owned(),
+    })
+}
+
 /// A cursor over one MessagePack buffer.
 #[derive(Debug, Clone)]
 pub struct Reader<'a> {
@@ -86,24 +111,26 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn peek(&self) -> Result<u8> {
-        self.buf
-            .get(self.pos)
-            .copied()
-            .ok_or_else(|| self.error("unexpected end of data"))
+    #[cold]
+    #[inline(never)]
+    fn eof(&self) -> Malformed {
+        self.error("unexpected end of data")
     }
 
+    #[inline]
+    fn peek(&self) -> Result<u8> {
+        self.buf.get(self.pos).copied().ok_or_else(|| self.eof())
+    }
+
+    #[inline]
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {
-        let end = self
-            .pos
-            .checked_add(n)
-            .filter(|&end| end <= self.buf.len())
-            .ok_or_else(|| self.error("unexpected end of data"))?;
-        let out = &self.buf[self.pos..end];
+        let end = self.pos.saturating_add(n);
+        let out = self.buf.get(self.pos..end).ok_or_else(|| self.eof())?;
         self.pos = end;
         Ok(out)
     }
 
+    #[inline]
     fn be(&mut self, n: usize) -> Result<u64> {
         Ok(self
             .take(n)?
@@ -162,14 +189,36 @@ impl<'a> Reader<'a> {
         Ok(len as usize)
     }
 
-    /// Read a UTF-8 string, borrowed from the buffer.
-    pub fn read_str(&mut self) -> Result<&'a str> {
-        let marker = self.peek()?;
-        let len = match marker {
-            0xa0..=0xbf => {
-                self.pos += 1;
-                u64::from(marker & 0x1f)
+    /// The whole buffer this reader walks.
+    pub fn buf(&self) -> &'a [u8] {
+        self.buf
+    }
+
+    /// Consume `encoded` (the exact bytes of an expected value, such as a
+    /// map key with its header) when the buffer continues with it.
+    #[inline]
+    pub fn eat(&mut self, encoded: &[u8]) -> bool {
+        let end = self.pos + encoded.len();
+        // A byte loop: these are short keys, and a `memcmp` call costs more.
+        match self.buf.get(self.pos..end) {
+            Some(window) if window.iter().zip(encoded).all(|(a, b)| a == b) => {
+                self.pos = end;
+                true
             }
+            _ => false,
+        }
+    }
+
+    /// Read a map key: the raw bytes of a string, not checked for UTF-8
+    /// (keys are only compared with known ASCII field names).
+    #[inline]
+    pub fn read_key(&mut self) -> Result<&'a [u8]> {
+        let marker = self.peek()?;
+        if let 0xa0..=0xbf = marker {
+            self.pos += 1;
+            return self.take(usize::from(marker & 0x1f));
+        }
+        let len = match marker {
             0xd9 => {
                 self.pos += 1;
                 self.be(1)?
@@ -184,12 +233,44 @@ impl<'a> Reader<'a> {
             }
             _ => return self.mismatch("str", marker),
         };
+        self.take(len as usize)
+    }
+
+    /// Read a UTF-8 string, borrowed from the buffer.
+    #[inline]
+    pub fn read_str(&mut self) -> Result<&'a str> {
+        // fixstr and str8 (every string up to 255 bytes) inline; longer ones
+        // through the general header path.
+        let (len, header) = match self.buf.get(self.pos) {
+            Some(&marker @ 0xa0..=0xbf) => (usize::from(marker & 0x1f), 1),
+            Some(&0xd9) => match self.buf.get(self.pos + 1) {
+                Some(&len) => (usize::from(len), 2),
+                None => return Err(self.eof()),
+            },
+            _ => return self.read_long_str(),
+        };
+        let start = self.pos + header;
+        let bytes = self.buf.get(start..start + len).ok_or_else(|| self.eof())?;
+        self.pos = start + len;
+        utf8(bytes, start)
+    }
+
+    fn read_long_str(&mut self) -> Result<&'a str> {
+        let marker = self.peek()?;
+        let len = match marker {
+            0xda => {
+                self.pos += 1;
+                self.be(2)?
+            }
+            0xdb => {
+                self.pos += 1;
+                self.be(4)?
+            }
+            _ => return self.mismatch("str", marker),
+        };
         let start = self.pos;
         let bytes = self.take(len as usize)?;
-        std::str::from_utf8(bytes).map_err(|_| Malformed {
-            offset: start,
-            message: "invalid UTF-8 in str".to_owned(),
-        })
+        utf8(bytes, start)
     }
 
     /// Read a string or nil.

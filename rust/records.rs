@@ -60,6 +60,47 @@ impl std::fmt::Display for DecodeError {
 
 impl std::error::Error for DecodeError {}
 
+/// A list of strings left in its encoded form: checked when the record is
+/// decoded (every item a valid UTF-8 string), read again when iterated, so
+/// decoding a record allocates nothing for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StrList<'a> {
+    /// The encoded items, after the array header.
+    raw: &'a [u8],
+    len: usize,
+}
+
+impl<'a> StrList<'a> {
+    /// Read and check an array of strings at the reader's position.
+    fn read(r: &mut Reader<'a>) -> Result<Self, Malformed> {
+        let len = r.read_array_len()?;
+        let start = r.pos();
+        for _ in 0..len {
+            r.read_str()?;
+        }
+        Ok(StrList {
+            raw: r.slice(start, r.pos()),
+            len,
+        })
+    }
+
+    /// The number of items.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when there is no item.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The items, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &'a str> + 'a {
+        let mut r = Reader::new(self.raw);
+        (0..self.len).map_while(move |_| r.read_str().ok())
+    }
+}
+
 /// A side effect a recovery pass found started but not finished.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingSideEffect<'a> {
@@ -77,7 +118,7 @@ pub struct Checkpoint<'a> {
     pub covers_journal_seq: i64,
     pub loop_state: &'a str,
     pub created_at_ms: i64,
-    pub content_ref_manifest: Vec<&'a str>,
+    pub content_ref_manifest: StrList<'a>,
 }
 
 /// An output reconciliation payload.
@@ -177,7 +218,7 @@ pub struct Record<'a> {
     pub at_ms: i64,
     pub idempotency_key: Option<&'a str>,
     pub dedupe_key: Option<&'a str>,
-    pub content_refs: Vec<&'a str>,
+    pub content_refs: StrList<'a>,
     pub payload: Payload<'a>,
 }
 
@@ -189,16 +230,6 @@ fn required<T>(r: &Reader<'_>, value: Option<T>, name: &str) -> Result<T, Decode
     value.ok_or_else(|| missing(r, name))
 }
 
-fn read_str_list<'a>(r: &mut Reader<'a>) -> Result<Vec<&'a str>, Malformed> {
-    let len = r.read_array_len()?;
-    // Each item takes at least one byte: never reserve more than what is left.
-    let mut out = Vec::with_capacity(len.min(64));
-    for _ in 0..len {
-        out.push(r.read_str()?);
-    }
-    Ok(out)
-}
-
 /// Fields of every payload kind, collected in one pass over the payload map.
 #[derive(Default)]
 struct Fields<'a> {
@@ -206,7 +237,7 @@ struct Fields<'a> {
     o: [Option<Option<&'a str>>; 6],
     i: [Option<i64>; 3],
     resend_allowed: Option<bool>,
-    manifest: Option<Vec<&'a str>>,
+    manifest: Option<StrList<'a>>,
     pending: Option<Vec<PendingSideEffect<'a>>>,
     data: Option<&'a [u8]>,
 }
@@ -236,6 +267,7 @@ const I_COVERS_JOURNAL_SEQ: usize = 1;
 const I_CREATED_AT_MS: usize = 2;
 
 /// What a payload field is, for the kind being decoded.
+#[derive(Clone, Copy)]
 enum Slot {
     Str(usize),
     OptStr(usize),
@@ -247,44 +279,172 @@ enum Slot {
     Ignore,
 }
 
-fn slot(kind: &str, key: &str) -> Slot {
+// Kind indexes into KINDS.
+const K_CHECKPOINT: usize = 0;
+const K_RECOVERY: usize = 1;
+const K_EFFECT_INTENT: usize = 2;
+const K_EFFECT_RESULT: usize = 3;
+const K_OUTPUT_INTENT: usize = 4;
+const K_OUTPUT_RESULT: usize = 5;
+const K_OUTPUT_DEDUPE: usize = 6;
+const K_OUTPUT_RECONCILIATION: usize = 7;
+const K_OUTPUT_EVENT: usize = 8;
+const K_RUN_LIFECYCLE: usize = 9;
+const K_TERMINAL_RESULT: usize = 10;
+const K_CUSTOM: usize = 11;
+
+/// Each kind's fields in declaration order (the order msgspec writes),
+/// with their encoded keys, for the in-order fast path of `decode_payload`.
+const FIELD_ORDER: [&[(&[u8], Slot)]; 12] = [
+    // K_CHECKPOINT
+    &[
+        (b"\xaecheckpoint_seq", Slot::Int(I_CHECKPOINT_SEQ)),
+        (b"\xb2covers_journal_seq", Slot::Int(I_COVERS_JOURNAL_SEQ)),
+        (b"\xaaloop_state", Slot::Str(S_LOOP_STATE)),
+        (b"\xadcreated_at_ms", Slot::Int(I_CREATED_AT_MS)),
+        (b"\xb4content_ref_manifest", Slot::Manifest),
+    ],
+    // K_RECOVERY
+    &[(b"\xaeunsafe_pending", Slot::Pending)],
+    // K_EFFECT_INTENT
+    &[
+        (b"\xa9effect_id", Slot::Str(S_EFFECT_ID)),
+        (b"\xabeffect_kind", Slot::Str(S_EFFECT_KIND)),
+        (b"\xafidempotency_key", Slot::OptStr(O_IDEMPOTENCY_KEY)),
+        (b"\xaadedupe_key", Slot::OptStr(O_DEDUPE_KEY)),
+    ],
+    // K_EFFECT_RESULT
+    &[
+        (b"\xa9effect_id", Slot::Str(S_EFFECT_ID)),
+        (b"\xa6status", Slot::Str(S_STATUS)),
+        (b"\xaaoutput_ref", Slot::OptStr(O_OUTPUT_REF)),
+    ],
+    // K_OUTPUT_INTENT
+    &[
+        (b"\xabdelivery_id", Slot::Str(S_DELIVERY_ID)),
+        (b"\xa8sink_ref", Slot::Str(S_SINK_REF)),
+        (b"\xaadedupe_key", Slot::Str(S_DEDUPE_KEY)),
+        (b"\xafidempotency_key", Slot::OptStr(O_IDEMPOTENCY_KEY)),
+    ],
+    // K_OUTPUT_RESULT
+    &[
+        (b"\xabdelivery_id", Slot::Str(S_DELIVERY_ID)),
+        (b"\xa6status", Slot::Str(S_STATUS)),
+        (
+            b"\xb5external_operation_id",
+            Slot::OptStr(O_EXTERNAL_OPERATION_ID),
+        ),
+    ],
+    // K_OUTPUT_DEDUPE
+    &[
+        (b"\xaadedupe_key", Slot::Str(S_DEDUPE_KEY)),
+        (
+            b"\xbbprior_external_operation_id",
+            Slot::OptStr(O_PRIOR_EXTERNAL_OPERATION_ID),
+        ),
+        (
+            b"\xb5prior_terminal_status",
+            Slot::Str(S_PRIOR_TERMINAL_STATUS),
+        ),
+    ],
+    // K_OUTPUT_RECONCILIATION
+    &[
+        (b"\xabdelivery_id", Slot::Str(S_DELIVERY_ID)),
+        (b"\xb0intent_record_id", Slot::Str(S_INTENT_RECORD_ID)),
+        (b"\xaadedupe_key", Slot::Str(S_DEDUPE_KEY)),
+        (b"\xafidempotency_key", Slot::OptStr(O_IDEMPOTENCY_KEY)),
+        (
+            b"\xb5external_operation_id",
+            Slot::OptStr(O_EXTERNAL_OPERATION_ID),
+        ),
+        (b"\xafterminal_status", Slot::Str(S_TERMINAL_STATUS)),
+        (b"\xa6reason", Slot::Str(S_REASON)),
+        (b"\xa8decision", Slot::Str(S_DECISION)),
+        (b"\xaeresend_allowed", Slot::Bool),
+    ],
+    // K_OUTPUT_EVENT
+    &[
+        (b"\xabdelivery_id", Slot::Str(S_DELIVERY_ID)),
+        (b"\xa5event", Slot::Str(S_EVENT)),
+    ],
+    // K_RUN_LIFECYCLE
+    &[(b"\xa6status", Slot::Str(S_STATUS))],
+    // K_TERMINAL_RESULT
+    &[
+        (b"\xa9effect_id", Slot::Str(S_EFFECT_ID)),
+        (b"\xafterminal_status", Slot::Str(S_TERMINAL_STATUS)),
+    ],
+    // K_CUSTOM
+    &[(b"\xa4name", Slot::Str(S_NAME)), (b"\xa4data", Slot::Data)],
+];
+
+/// The record's keys in declaration order, encoded (see `FIELD_ORDER`).
+const RECORD_KEYS: [&[u8]; 9] = [
+    b"\xa6schema",
+    b"\xa9record_id",
+    b"\xabjournal_seq",
+    b"\xa6run_id",
+    b"\xa5at_ms",
+    b"\xafidempotency_key",
+    b"\xaadedupe_key",
+    b"\xaccontent_refs",
+    b"\xa7payload",
+];
+
+/// The slot of payload field `key` for the kind at index `kind`: the key is
+/// matched on its raw bytes (field names are ASCII; an unknown key is skipped
+/// without looking further, as msgspec does).
+fn slot(kind: usize, key: &[u8]) -> Slot {
     use Slot::*;
-    match (kind, key) {
-        ("checkpoint", "checkpoint_seq") => Int(I_CHECKPOINT_SEQ),
-        ("checkpoint", "covers_journal_seq") => Int(I_COVERS_JOURNAL_SEQ),
-        ("checkpoint", "loop_state") => Str(S_LOOP_STATE),
-        ("checkpoint", "created_at_ms") => Int(I_CREATED_AT_MS),
-        ("checkpoint", "content_ref_manifest") => Manifest,
-        ("recovery", "unsafe_pending") => Pending,
-        ("effect_intent" | "effect_result" | "terminal_result", "effect_id") => Str(S_EFFECT_ID),
-        ("effect_intent", "effect_kind") => Str(S_EFFECT_KIND),
-        ("effect_intent" | "output_intent" | "output_reconciliation", "idempotency_key") => {
+    let is = |kinds: &[usize]| kinds.contains(&kind);
+    match key {
+        b"effect_id" if is(&[K_EFFECT_INTENT, K_EFFECT_RESULT, K_TERMINAL_RESULT]) => {
+            Str(S_EFFECT_ID)
+        }
+        b"effect_kind" if kind == K_EFFECT_INTENT => Str(S_EFFECT_KIND),
+        b"idempotency_key" if is(&[K_EFFECT_INTENT, K_OUTPUT_INTENT, K_OUTPUT_RECONCILIATION]) => {
             OptStr(O_IDEMPOTENCY_KEY)
         }
-        ("effect_intent", "dedupe_key") => OptStr(O_DEDUPE_KEY),
-        ("effect_result" | "output_result" | "run_lifecycle", "status") => Str(S_STATUS),
-        ("effect_result", "output_ref") => OptStr(O_OUTPUT_REF),
-        (
-            "output_intent" | "output_result" | "output_reconciliation" | "output_event",
-            "delivery_id",
-        ) => Str(S_DELIVERY_ID),
-        ("output_intent", "sink_ref") => Str(S_SINK_REF),
-        ("output_intent" | "output_dedupe" | "output_reconciliation", "dedupe_key") => {
+        b"dedupe_key" if kind == K_EFFECT_INTENT => OptStr(O_DEDUPE_KEY),
+        b"dedupe_key" if is(&[K_OUTPUT_INTENT, K_OUTPUT_DEDUPE, K_OUTPUT_RECONCILIATION]) => {
             Str(S_DEDUPE_KEY)
         }
-        ("output_result" | "output_reconciliation", "external_operation_id") => {
+        b"status" if is(&[K_EFFECT_RESULT, K_OUTPUT_RESULT, K_RUN_LIFECYCLE]) => Str(S_STATUS),
+        b"output_ref" if kind == K_EFFECT_RESULT => OptStr(O_OUTPUT_REF),
+        b"delivery_id"
+            if is(&[
+                K_OUTPUT_INTENT,
+                K_OUTPUT_RESULT,
+                K_OUTPUT_RECONCILIATION,
+                K_OUTPUT_EVENT,
+            ]) =>
+        {
+            Str(S_DELIVERY_ID)
+        }
+        b"sink_ref" if kind == K_OUTPUT_INTENT => Str(S_SINK_REF),
+        b"external_operation_id" if is(&[K_OUTPUT_RESULT, K_OUTPUT_RECONCILIATION]) => {
             OptStr(O_EXTERNAL_OPERATION_ID)
         }
-        ("output_dedupe", "prior_external_operation_id") => OptStr(O_PRIOR_EXTERNAL_OPERATION_ID),
-        ("output_dedupe", "prior_terminal_status") => Str(S_PRIOR_TERMINAL_STATUS),
-        ("output_reconciliation", "intent_record_id") => Str(S_INTENT_RECORD_ID),
-        ("output_reconciliation" | "terminal_result", "terminal_status") => Str(S_TERMINAL_STATUS),
-        ("output_reconciliation", "reason") => Str(S_REASON),
-        ("output_reconciliation", "decision") => Str(S_DECISION),
-        ("output_reconciliation", "resend_allowed") => Bool,
-        ("output_event", "event") => Str(S_EVENT),
-        ("custom", "name") => Str(S_NAME),
-        ("custom", "data") => Data,
+        b"prior_external_operation_id" if kind == K_OUTPUT_DEDUPE => {
+            OptStr(O_PRIOR_EXTERNAL_OPERATION_ID)
+        }
+        b"prior_terminal_status" if kind == K_OUTPUT_DEDUPE => Str(S_PRIOR_TERMINAL_STATUS),
+        b"intent_record_id" if kind == K_OUTPUT_RECONCILIATION => Str(S_INTENT_RECORD_ID),
+        b"terminal_status" if is(&[K_OUTPUT_RECONCILIATION, K_TERMINAL_RESULT]) => {
+            Str(S_TERMINAL_STATUS)
+        }
+        b"reason" if kind == K_OUTPUT_RECONCILIATION => Str(S_REASON),
+        b"decision" if kind == K_OUTPUT_RECONCILIATION => Str(S_DECISION),
+        b"resend_allowed" if kind == K_OUTPUT_RECONCILIATION => Bool,
+        b"event" if kind == K_OUTPUT_EVENT => Str(S_EVENT),
+        b"name" if kind == K_CUSTOM => Str(S_NAME),
+        b"data" if kind == K_CUSTOM => Data,
+        b"checkpoint_seq" if kind == K_CHECKPOINT => Int(I_CHECKPOINT_SEQ),
+        b"covers_journal_seq" if kind == K_CHECKPOINT => Int(I_COVERS_JOURNAL_SEQ),
+        b"loop_state" if kind == K_CHECKPOINT => Str(S_LOOP_STATE),
+        b"created_at_ms" if kind == K_CHECKPOINT => Int(I_CREATED_AT_MS),
+        b"content_ref_manifest" if kind == K_CHECKPOINT => Manifest,
+        b"unsafe_pending" if kind == K_RECOVERY => Pending,
         _ => Ignore,
     }
 }
@@ -297,12 +457,12 @@ fn read_pending<'a>(r: &mut Reader<'a>) -> Result<Vec<PendingSideEffect<'a>>, De
         let (mut effect_id, mut intent_record_id, mut reason) = (None, None, None);
         let (mut idempotency_key, mut dedupe_key) = (None, None);
         for _ in 0..entries {
-            match r.read_str()? {
-                "effect_id" => effect_id = Some(r.read_str()?),
-                "intent_record_id" => intent_record_id = Some(r.read_str()?),
-                "reason" => reason = Some(r.read_str()?),
-                "idempotency_key" => idempotency_key = r.read_opt_str()?,
-                "dedupe_key" => dedupe_key = r.read_opt_str()?,
+            match r.read_key()? {
+                b"effect_id" => effect_id = Some(r.read_str()?),
+                b"intent_record_id" => intent_record_id = Some(r.read_str()?),
+                b"reason" => reason = Some(r.read_str()?),
+                b"idempotency_key" => idempotency_key = r.read_opt_str()?,
+                b"dedupe_key" => dedupe_key = r.read_opt_str()?,
                 _ => r.skip()?,
             }
         }
@@ -317,42 +477,80 @@ fn read_pending<'a>(r: &mut Reader<'a>) -> Result<Vec<PendingSideEffect<'a>>, De
     Ok(out)
 }
 
+/// The index in [`KINDS`] of a payload tag, or the unknown-kind error.
+fn kind_index(kind: &str, r: &Reader<'_>) -> Result<usize, DecodeError> {
+    KINDS
+        .iter()
+        .position(|k| *k == kind)
+        .ok_or_else(|| DecodeError {
+            offset: r.pos(),
+            message: format!("unknown record kind {kind:?}"),
+            unknown_kind: Some(kind.to_owned()),
+        })
+}
+
 /// Find the payload's `kind` tag without decoding anything else.
-fn find_kind<'a>(r: &mut Reader<'a>) -> Result<&'a str, DecodeError> {
+fn find_kind(r: &mut Reader<'_>) -> Result<usize, DecodeError> {
     let entries = r.read_map_len()?;
     let mut kind = None;
     for _ in 0..entries {
-        if r.read_str()? == "kind" {
+        if r.read_key()? == b"kind" {
             kind = Some(r.read_str()?);
         } else {
             r.skip()?;
         }
     }
     let kind = kind.ok_or_else(|| missing(r, "kind"))?;
-    if !KINDS.contains(&kind) {
-        return Err(DecodeError {
-            offset: r.pos(),
-            message: format!("unknown record kind {kind:?}"),
-            unknown_kind: Some(kind.to_owned()),
-        });
-    }
-    Ok(kind)
+    kind_index(kind, r)
 }
 
-fn decode_payload<'a>(buf: &'a [u8], start: usize) -> Result<Payload<'a>, DecodeError> {
-    let kind = find_kind(&mut Reader::at(buf, start))?;
-    let mut r = Reader::at(buf, start);
+/// Decode the payload map at the reader's position, leaving the reader
+/// after it. msgspec writes the tag first, so one pass usually does; a tag
+/// found later costs a second pass.
+fn decode_payload<'a>(r: &mut Reader<'a>) -> Result<Payload<'a>, DecodeError> {
+    let start = r.pos();
     let entries = r.read_map_len()?;
+    let mut first_done = false;
+    let kind = if entries > 0 && r.eat(b"\xa4kind") {
+        let kind = r.read_str()?;
+        first_done = true;
+        kind_index(kind, r)?
+    } else {
+        let kind = find_kind(&mut Reader::at(r.buf(), start))?;
+        *r = Reader::at(r.buf(), start);
+        r.read_map_len()?;
+        kind
+    };
+    let entries = entries - usize::from(first_done);
     let mut f = Fields::default();
+    let order = FIELD_ORDER.get(kind).copied().unwrap_or(&[]);
+    let mut next = 0;
     for _ in 0..entries {
-        let key = r.read_str()?;
-        match slot(kind, key) {
+        // Fast path: the field msgspec writes next, matched as encoded bytes.
+        let found = match order.get(next) {
+            Some(&(encoded, slot)) if r.eat(encoded) => {
+                next += 1;
+                slot
+            }
+            _ => {
+                let key = r.read_key()?;
+                if key == b"kind" {
+                    // A repeated tag must name the same kind.
+                    if kind_index(r.read_str()?, r)? != kind {
+                        return Err(r.error("payload kind given twice, differently").into());
+                    }
+                    continue;
+                }
+                slot(kind, key)
+            }
+        };
+        match found {
             Slot::Str(i) => f.s[i] = Some(r.read_str()?),
             Slot::OptStr(i) => f.o[i] = Some(r.read_opt_str()?),
             Slot::Int(i) => f.i[i] = Some(r.read_int()?),
             Slot::Bool => f.resend_allowed = Some(r.read_bool()?),
-            Slot::Manifest => f.manifest = Some(read_str_list(&mut r)?),
-            Slot::Pending => f.pending = Some(read_pending(&mut r)?),
+            Slot::Manifest => f.manifest = Some(StrList::read(r)?),
+            Slot::Pending => f.pending = Some(read_pending(r)?),
             Slot::Data => {
                 let from = r.pos();
                 r.skip()?;
@@ -363,47 +561,47 @@ fn decode_payload<'a>(buf: &'a [u8], start: usize) -> Result<Payload<'a>, Decode
     }
     let manifest = f.manifest.take().unwrap_or_default();
     let unsafe_pending = f.pending.take().unwrap_or_default();
-    let r = &r;
+    let r = &*r;
     let s = |i: usize, name: &str| required(r, f.s[i], name);
     let o = |i: usize| f.o[i].flatten();
     let int = |i: usize, name: &str| required(r, f.i[i], name);
     Ok(match kind {
-        "checkpoint" => Payload::Checkpoint(Checkpoint {
+        K_CHECKPOINT => Payload::Checkpoint(Checkpoint {
             checkpoint_seq: int(I_CHECKPOINT_SEQ, "checkpoint_seq")?,
             covers_journal_seq: int(I_COVERS_JOURNAL_SEQ, "covers_journal_seq")?,
             loop_state: s(S_LOOP_STATE, "loop_state")?,
             created_at_ms: int(I_CREATED_AT_MS, "created_at_ms")?,
             content_ref_manifest: manifest,
         }),
-        "recovery" => Payload::Recovery { unsafe_pending },
-        "effect_intent" => Payload::EffectIntent {
+        K_RECOVERY => Payload::Recovery { unsafe_pending },
+        K_EFFECT_INTENT => Payload::EffectIntent {
             effect_id: s(S_EFFECT_ID, "effect_id")?,
             effect_kind: s(S_EFFECT_KIND, "effect_kind")?,
             idempotency_key: o(O_IDEMPOTENCY_KEY),
             dedupe_key: o(O_DEDUPE_KEY),
         },
-        "effect_result" => Payload::EffectResult {
+        K_EFFECT_RESULT => Payload::EffectResult {
             effect_id: s(S_EFFECT_ID, "effect_id")?,
             status: s(S_STATUS, "status")?,
             output_ref: o(O_OUTPUT_REF),
         },
-        "output_intent" => Payload::OutputIntent {
+        K_OUTPUT_INTENT => Payload::OutputIntent {
             delivery_id: s(S_DELIVERY_ID, "delivery_id")?,
             sink_ref: s(S_SINK_REF, "sink_ref")?,
             dedupe_key: s(S_DEDUPE_KEY, "dedupe_key")?,
             idempotency_key: o(O_IDEMPOTENCY_KEY),
         },
-        "output_result" => Payload::OutputResult {
+        K_OUTPUT_RESULT => Payload::OutputResult {
             delivery_id: s(S_DELIVERY_ID, "delivery_id")?,
             status: s(S_STATUS, "status")?,
             external_operation_id: o(O_EXTERNAL_OPERATION_ID),
         },
-        "output_dedupe" => Payload::OutputDedupe {
+        K_OUTPUT_DEDUPE => Payload::OutputDedupe {
             dedupe_key: s(S_DEDUPE_KEY, "dedupe_key")?,
             prior_external_operation_id: o(O_PRIOR_EXTERNAL_OPERATION_ID),
             prior_terminal_status: s(S_PRIOR_TERMINAL_STATUS, "prior_terminal_status")?,
         },
-        "output_reconciliation" => Payload::OutputReconciliation(OutputReconciliation {
+        K_OUTPUT_RECONCILIATION => Payload::OutputReconciliation(OutputReconciliation {
             delivery_id: s(S_DELIVERY_ID, "delivery_id")?,
             intent_record_id: s(S_INTENT_RECORD_ID, "intent_record_id")?,
             dedupe_key: s(S_DEDUPE_KEY, "dedupe_key")?,
@@ -414,14 +612,14 @@ fn decode_payload<'a>(buf: &'a [u8], start: usize) -> Result<Payload<'a>, Decode
             decision: s(S_DECISION, "decision")?,
             resend_allowed: required(r, f.resend_allowed, "resend_allowed")?,
         }),
-        "output_event" => Payload::OutputEvent {
+        K_OUTPUT_EVENT => Payload::OutputEvent {
             delivery_id: s(S_DELIVERY_ID, "delivery_id")?,
             event: s(S_EVENT, "event")?,
         },
-        "run_lifecycle" => Payload::RunLifecycle {
+        K_RUN_LIFECYCLE => Payload::RunLifecycle {
             status: s(S_STATUS, "status")?,
         },
-        "terminal_result" => Payload::TerminalResult {
+        K_TERMINAL_RESULT => Payload::TerminalResult {
             effect_id: s(S_EFFECT_ID, "effect_id")?,
             terminal_status: s(S_TERMINAL_STATUS, "terminal_status")?,
         },
@@ -490,48 +688,61 @@ fn decode_record_fields(buf: &[u8]) -> Result<Record<'_>, DecodeError> {
     let (mut record_id, mut journal_seq, mut run_id) = (None, None, None);
     let mut at_ms = 0;
     let (mut idempotency_key, mut dedupe_key) = (None, None);
-    let mut content_refs = Vec::new();
-    let mut payload_at = None;
+    let mut content_refs = StrList::default();
+    let mut payload = None;
+    let mut next = 0;
     for _ in 0..entries {
-        match r.read_str()? {
-            "schema" => schema = r.read_int()?,
-            "record_id" => record_id = Some(r.read_str()?),
-            "journal_seq" => journal_seq = Some(r.read_int()?),
-            "run_id" => run_id = Some(r.read_str()?),
-            "at_ms" => at_ms = r.read_int()?,
-            "idempotency_key" => idempotency_key = r.read_opt_str()?,
-            "dedupe_key" => dedupe_key = r.read_opt_str()?,
-            "content_refs" => content_refs = read_str_list(&mut r)?,
-            "payload" => {
-                payload_at = Some(r.pos());
-                r.skip()?;
+        // Fast path: the key msgspec writes next, matched as encoded bytes.
+        let field = match RECORD_KEYS.get(next) {
+            Some(encoded) if r.eat(encoded) => {
+                next += 1;
+                next - 1
             }
+            _ => match r.read_key()? {
+                b"schema" => 0,
+                b"record_id" => 1,
+                b"journal_seq" => 2,
+                b"run_id" => 3,
+                b"at_ms" => 4,
+                b"idempotency_key" => 5,
+                b"dedupe_key" => 6,
+                b"content_refs" => 7,
+                b"payload" => 8,
+                _ => usize::MAX,
+            },
+        };
+        match field {
+            0 => schema = r.read_int()?,
+            1 => record_id = Some(r.read_str()?),
+            2 => journal_seq = Some(r.read_int()?),
+            3 => run_id = Some(r.read_str()?),
+            4 => at_ms = r.read_int()?,
+            5 => idempotency_key = r.read_opt_str()?,
+            6 => dedupe_key = r.read_opt_str()?,
+            7 => content_refs = StrList::read(&mut r)?,
+            8 => payload = Some(decode_payload(&mut r)?),
             _ => r.skip()?,
         }
     }
     if !r.at_end() {
         return Err(r.error("trailing bytes after the record").into());
     }
-    let record_id = required(&r, record_id, "record_id")?;
-    let journal_seq = required(&r, journal_seq, "journal_seq")?;
-    let run_id = required(&r, run_id, "run_id")?;
-    let payload_at = required(&r, payload_at, "payload")?;
     Ok(Record {
         schema,
-        record_id,
-        journal_seq,
-        run_id,
+        record_id: required(&r, record_id, "record_id")?,
+        journal_seq: required(&r, journal_seq, "journal_seq")?,
+        run_id: required(&r, run_id, "run_id")?,
         at_ms,
         idempotency_key,
         dedupe_key,
         content_refs,
-        payload: decode_payload(buf, payload_at)?,
+        payload: required(&r, payload, "payload")?,
     })
 }
 
-fn write_str_list(w: &mut Writer, items: &[&str]) {
+fn write_str_list(w: &mut Writer, items: &StrList<'_>) {
     w.array(items.len());
-    for item in items {
+    for item in items.iter() {
         w.str(item);
     }
 }

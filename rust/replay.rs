@@ -10,11 +10,229 @@
 //! backends compare equal.
 
 use std::collections::{HashMap, HashSet};
+use std::hash::BuildHasher;
+
+use hashbrown::HashTable;
 
 use crate::records::{Payload, Record};
 
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 type FastSet<K> = HashSet<K, foldhash::fast::RandomState>;
+
+/// Strings stored end to end in one buffer (each behind its length as a
+/// LEB128 varint) and a hash table of their offsets with a small value.
+///
+/// The reducer keeps one of these per applied record: no allocation per
+/// record and one free at the end instead of a million. A slot is 8 bytes
+/// plus the value: the arena offset (40 bits) and 24 bits of the key's hash,
+/// from which the table hash is rebuilt, so growing the table never reads
+/// the keys again (reading them back in table order misses the cache on
+/// every one).
+struct StrTable<V: Copy> {
+    arena: Vec<u8>,
+    table: HashTable<(u64, V)>,
+    hasher: foldhash::fast::RandomState,
+}
+
+const OFFSET_BITS: u32 = 40;
+const OFFSET_MASK: u64 = (1 << OFFSET_BITS) - 1;
+
+/// The table hash of a slot, from the 24 hash bits it stores.
+fn slot_hash(packed: u64) -> u64 {
+    (packed >> OFFSET_BITS).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+impl<V: Copy> StrTable<V> {
+    fn new() -> Self {
+        StrTable {
+            arena: Vec::new(),
+            table: HashTable::new(),
+            hasher: foldhash::fast::RandomState::default(),
+        }
+    }
+
+    fn key_at(arena: &[u8], packed: u64) -> &[u8] {
+        let mut pos = (packed & OFFSET_MASK) as usize;
+        let mut len = 0usize;
+        let mut shift = 0;
+        while let Some(&byte) = arena.get(pos) {
+            pos += 1;
+            len |= usize::from(byte & 0x7f) << shift;
+            shift += 7;
+            if byte & 0x80 == 0 || shift > 63 {
+                break;
+            }
+        }
+        arena.get(pos..pos.saturating_add(len)).unwrap_or(&[])
+    }
+
+    /// The 24 hash bits of `key`, placed above the offset bits.
+    fn fragment(&self, key: &str) -> u64 {
+        (self.hasher.hash_one(key.as_bytes()) >> OFFSET_BITS) << OFFSET_BITS
+    }
+
+    /// The value stored for `key`, with `key`'s hash fragment for a
+    /// following [`StrTable::insert_new`].
+    fn get(&self, key: &str) -> (u64, Option<V>) {
+        let fragment = self.fragment(key);
+        let arena = &self.arena;
+        let found = self
+            .table
+            .find(slot_hash(fragment), |&(packed, _)| {
+                packed & !OFFSET_MASK == fragment && Self::key_at(arena, packed) == key.as_bytes()
+            })
+            .map(|&(_, value)| value);
+        (fragment, found)
+    }
+
+    fn contains(&self, key: &str) -> bool {
+        self.get(key).1.is_some()
+    }
+
+    /// Store `value` for `key`, which `get` just reported absent.
+    fn insert_new(&mut self, fragment: u64, key: &str, value: V) {
+        let offset = self.arena.len() as u64 & OFFSET_MASK;
+        let mut len = key.len();
+        loop {
+            let byte = (len & 0x7f) as u8;
+            len >>= 7;
+            if len == 0 {
+                self.arena.push(byte);
+                break;
+            }
+            self.arena.push(byte | 0x80);
+        }
+        self.arena.extend_from_slice(key.as_bytes());
+        let packed = fragment | offset;
+        self.table
+            .insert_unique(slot_hash(packed), (packed, value), |&(p, _)| slot_hash(p));
+    }
+
+    /// Store `value` for `key`, replacing any earlier value.
+    fn insert(&mut self, key: &str, value: V) {
+        let (fragment, found) = self.get(key);
+        if found.is_none() {
+            self.insert_new(fragment, key, value);
+            return;
+        }
+        let arena = &self.arena;
+        if let Some(slot) = self.table.find_mut(slot_hash(fragment), |&(packed, _)| {
+            packed & !OFFSET_MASK == fragment && Self::key_at(arena, packed) == key.as_bytes()
+        }) {
+            slot.1 = value;
+        }
+    }
+}
+
+/// An open intent (an effect without its result, or an output delivery
+/// without its result) packed in one allocation: `text` holds the id, the
+/// intent's record id and two optional keys, end to end.
+struct Packed {
+    text: Box<str>,
+    lens: [u32; 4],
+    present: u8,
+    journal_seq: i64,
+}
+
+impl Packed {
+    const IDEMPOTENCY: u8 = 1;
+    const DEDUPE: u8 = 2;
+
+    fn new(
+        id: &str,
+        record_id: &str,
+        journal_seq: i64,
+        idempotency_key: Option<&str>,
+        dedupe_key: Option<&str>,
+    ) -> Self {
+        let parts = [
+            id,
+            record_id,
+            idempotency_key.unwrap_or(""),
+            dedupe_key.unwrap_or(""),
+        ];
+        let mut text = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+        let mut lens = [0u32; 4];
+        for (len, part) in lens.iter_mut().zip(parts) {
+            text.push_str(part);
+            *len = u32::try_from(part.len()).unwrap_or(u32::MAX);
+        }
+        let present = u8::from(idempotency_key.is_some()) * Self::IDEMPOTENCY
+            + u8::from(dedupe_key.is_some()) * Self::DEDUPE;
+        Packed {
+            text: text.into_boxed_str(),
+            lens,
+            present,
+            journal_seq,
+        }
+    }
+
+    fn part(&self, index: usize) -> &str {
+        let start: usize = self.lens[..index].iter().map(|&l| l as usize).sum();
+        let len = self.lens.get(index).map_or(0, |&l| l as usize);
+        self.text.get(start..start + len).unwrap_or("")
+    }
+
+    fn id(&self) -> &str {
+        self.part(0)
+    }
+
+    fn record_id(&self) -> &str {
+        self.part(1)
+    }
+
+    fn key(&self, flag: u8) -> Option<&str> {
+        let index = if flag == Self::IDEMPOTENCY { 2 } else { 3 };
+        (self.present & flag != 0).then(|| self.part(index))
+    }
+
+    fn retry_allowed(&self) -> bool {
+        self.present != 0
+    }
+
+    fn to_pending(&self) -> Pending {
+        Pending {
+            effect_id: self.id().to_owned(),
+            intent_record_id: self.record_id().to_owned(),
+            idempotency_key: owned(self.key(Self::IDEMPOTENCY)),
+            dedupe_key: owned(self.key(Self::DEDUPE)),
+            reason: PENDING_REASON.to_owned(),
+            retry_allowed: self.retry_allowed(),
+        }
+    }
+}
+
+/// Open intents by id; a later intent with the same id replaces the earlier.
+#[derive(Default)]
+struct OpenIntents {
+    table: HashTable<Packed>,
+    hasher: foldhash::fast::RandomState,
+}
+
+impl OpenIntents {
+    fn insert(&mut self, intent: Packed) {
+        self.remove(intent.id());
+        let hasher = &self.hasher;
+        self.table
+            .insert_unique(hasher.hash_one(intent.id().as_bytes()), intent, |p| {
+                hasher.hash_one(p.id().as_bytes())
+            });
+    }
+
+    fn remove(&mut self, id: &str) {
+        let hash = self.hasher.hash_one(id.as_bytes());
+        if let Ok(entry) = self.table.find_entry(hash, |p| p.id() == id) {
+            entry.remove();
+        }
+    }
+
+    /// Every open intent, sorted by id.
+    fn into_sorted(self) -> Vec<Packed> {
+        let mut all: Vec<Packed> = self.table.into_iter().collect();
+        all.sort_by(|a, b| a.id().cmp(b.id()));
+        all
+    }
+}
 
 const PENDING_REASON: &str = "effect intent has no terminal result in replay";
 const DEDUPE_PROOF_REASON: &str = "completed dedupe proof found for output delivery";
@@ -27,11 +245,6 @@ const TERMINAL_LIFECYCLE: [&str; 6] = [
     "run_failed",
     "run_cancelled",
 ];
-
-/// The digest kept per applied record: XXH3-128 of its canonical bytes.
-pub fn record_digest(canonical: &[u8]) -> u128 {
-    xxhash_rust::xxh3::xxh3_128(canonical)
-}
 
 /// Replay mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -194,13 +407,6 @@ pub struct Outcome {
     pub sequence_gaps: Vec<(i64, i64)>,
 }
 
-struct Intent {
-    record_id: String,
-    journal_seq: i64,
-    dedupe_key: String,
-    idempotency_key: Option<String>,
-}
-
 fn owned(s: Option<&str>) -> Option<String> {
     s.map(str::to_owned)
 }
@@ -216,17 +422,20 @@ fn pending_kind(retry_allowed: bool) -> &'static str {
 /// Folds one run's records into an [`Outcome`].
 pub struct Reducer {
     options: Options,
-    digests: FastMap<Box<str>, u128>,
+    /// Per applied record id: XXH3-64 of its canonical bytes, seeded per
+    /// reducer (so no one can prepare colliding records in advance).
+    digests: StrTable<u64>,
+    seed: u64,
     last_seq: i64,
     applied: u64,
     terminal: Option<String>,
     checkpoint: Option<CheckpointState>,
-    pending: FastMap<String, Pending>,
+    pending: OpenIntents,
     unsafe_pending: Vec<Pending>,
     missing: FastSet<String>,
     repairs: Vec<Repair>,
-    intents: FastMap<String, Intent>,
-    delivered: FastSet<String>,
+    intents: OpenIntents,
+    delivered: StrTable<()>,
     dedupes: FastMap<String, (Option<String>, String)>,
     reconciliations: FastMap<String, Reconciliation>,
     gaps: Vec<(i64, i64)>,
@@ -239,17 +448,18 @@ impl Reducer {
     pub fn new(options: Options) -> Self {
         Reducer {
             options,
-            digests: FastMap::default(),
+            digests: StrTable::new(),
+            seed: foldhash::fast::RandomState::default().hash_one(0x7265_706c_6179u64),
             last_seq: 0,
             applied: 0,
             terminal: None,
             checkpoint: None,
-            pending: FastMap::default(),
+            pending: OpenIntents::default(),
             unsafe_pending: Vec::new(),
             missing: FastSet::default(),
             repairs: Vec::new(),
-            intents: FastMap::default(),
-            delivered: FastSet::default(),
+            intents: OpenIntents::default(),
+            delivered: StrTable::new(),
             dedupes: FastMap::default(),
             reconciliations: FastMap::default(),
             gaps: Vec::new(),
@@ -271,11 +481,6 @@ impl Reducer {
     /// The `journal_seq` of the last applied record (0 before any).
     pub fn latest_journal_seq(&self) -> i64 {
         self.last_seq
-    }
-
-    /// Reserve room for about `n` more records (saves rehashing on big journals).
-    pub fn reserve(&mut self, n: usize) {
-        self.digests.reserve(n);
     }
 
     fn repair(&mut self, kind: &'static str, record_id: &str, seq: i64, reason: String) {
@@ -339,17 +544,18 @@ impl Reducer {
         }
     }
 
-    /// Apply one record whose canonical bytes have digest `digest`.
+    /// Apply one record whose canonical encoding is `canonical`.
     ///
     /// A strict violation is returned as `Err` and leaves the state as it was
     /// (except an invalid checkpoint's own repair and missing refs, which the
     /// SPEC records before raising).
-    pub fn apply(&mut self, record: &Record<'_>, digest: u128) -> Result<(), Violation> {
+    pub fn apply(&mut self, record: &Record<'_>, canonical: &[u8]) -> Result<(), Violation> {
+        let digest = xxhash_rust::xxh3::xxh3_64_with_seed(canonical, self.seed);
         let record_id = record.record_id;
         let seq = record.journal_seq;
         let payload = &record.payload;
         let sealed_ok = matches!(payload, Payload::Checkpoint(_) | Payload::Recovery { .. });
-        let prior = self.digests.get(record_id).copied();
+        let (id_fragment, prior) = self.digests.get(record_id);
         // 1. an idempotent duplicate is ignored, whatever its journal_seq
         if prior == Some(digest)
             && (record.idempotency_key.is_some() || record.dedupe_key.is_some() || sealed_ok)
@@ -378,7 +584,7 @@ impl Reducer {
         }
         // 6. content refs
         if !record.content_refs.is_empty() {
-            self.check_refs(record, record.content_refs.iter().copied());
+            self.check_refs(record, record.content_refs.iter());
         }
         // 7. kind effects
         match payload {
@@ -400,7 +606,7 @@ impl Reducer {
                     }
                     return Ok(());
                 }
-                self.check_refs(record, c.content_ref_manifest.iter().copied());
+                self.check_refs(record, c.content_ref_manifest.iter());
                 let newer = match &self.checkpoint {
                     None => true,
                     Some(l) => {
@@ -417,7 +623,7 @@ impl Reducer {
                         content_ref_manifest: c
                             .content_ref_manifest
                             .iter()
-                            .map(|s| (*s).to_owned())
+                            .map(str::to_owned)
                             .collect(),
                     });
                 }
@@ -448,18 +654,16 @@ impl Reducer {
                 dedupe_key,
                 ..
             } => {
-                let pending = Pending {
-                    effect_id: (*effect_id).to_owned(),
-                    intent_record_id: record_id.to_owned(),
-                    idempotency_key: owned(*idempotency_key),
-                    dedupe_key: owned(*dedupe_key),
-                    reason: PENDING_REASON.to_owned(),
-                    retry_allowed: idempotency_key.is_some() || dedupe_key.is_some(),
-                };
-                self.pending.insert((*effect_id).to_owned(), pending);
+                self.pending.insert(Packed::new(
+                    effect_id,
+                    record_id,
+                    seq,
+                    *idempotency_key,
+                    *dedupe_key,
+                ));
             }
             Payload::EffectResult { effect_id, .. } => {
-                self.pending.remove(*effect_id);
+                self.pending.remove(effect_id);
             }
             Payload::OutputIntent {
                 delivery_id,
@@ -467,18 +671,22 @@ impl Reducer {
                 idempotency_key,
                 ..
             } => {
-                let intent = Intent {
-                    record_id: record_id.to_owned(),
-                    journal_seq: seq,
-                    dedupe_key: (*dedupe_key).to_owned(),
-                    idempotency_key: owned(*idempotency_key),
-                };
-                self.intents.insert((*delivery_id).to_owned(), intent);
+                // An intent whose delivery already has a result never matters.
+                if !self.delivered.contains(delivery_id) {
+                    self.intents.insert(Packed::new(
+                        delivery_id,
+                        record_id,
+                        seq,
+                        *idempotency_key,
+                        Some(dedupe_key),
+                    ));
+                }
             }
             Payload::OutputResult { delivery_id, .. } => {
-                if !self.delivered.contains(*delivery_id) {
-                    self.delivered.insert((*delivery_id).to_owned());
-                }
+                // A delivered intent needs no reconciliation: forget it now
+                // instead of carrying it to the end of the journal.
+                self.intents.remove(delivery_id);
+                self.delivered.insert(delivery_id, ());
             }
             Payload::OutputDedupe {
                 dedupe_key,
@@ -524,7 +732,7 @@ impl Reducer {
                 effect_id,
                 terminal_status,
             } => {
-                self.pending.remove(*effect_id);
+                self.pending.remove(effect_id);
                 self.terminal = Some((*terminal_status).to_owned());
             }
             Payload::OutputEvent { .. } | Payload::Custom { .. } => {}
@@ -534,7 +742,7 @@ impl Reducer {
             self.gaps.push((self.last_seq, seq));
         }
         self.last_seq = seq;
-        self.digests.insert(Box::from(record_id), digest);
+        self.digests.insert_new(id_fragment, record_id, digest);
         self.applied += 1;
         Ok(())
     }
@@ -563,8 +771,11 @@ impl Reducer {
     /// Run the finishing rules of SPEC 7.3 and return the outcome.
     pub fn finish(mut self) -> Outcome {
         let mut unsafe_pending = std::mem::take(&mut self.unsafe_pending);
-        let mut pending: Vec<Pending> = std::mem::take(&mut self.pending).into_values().collect();
-        pending.sort_by(|a, b| a.effect_id.cmp(&b.effect_id));
+        let pending: Vec<Pending> = std::mem::take(&mut self.pending)
+            .into_sorted()
+            .iter()
+            .map(Packed::to_pending)
+            .collect();
         for effect in pending {
             let (kind, record_id, reason) = (
                 pending_kind(effect.retry_allowed),
@@ -575,24 +786,21 @@ impl Reducer {
             let seq = self.last_seq;
             self.repair(kind, &record_id, seq, reason);
         }
-        let mut intents: Vec<(String, Intent)> =
-            std::mem::take(&mut self.intents).into_iter().collect();
-        intents.sort_by(|a, b| a.0.cmp(&b.0));
         let mut output_repairs = Vec::new();
-        for (delivery_id, intent) in intents {
-            if self.delivered.contains(&delivery_id) {
-                continue;
-            }
+        for intent in std::mem::take(&mut self.intents).into_sorted() {
+            let delivery_id = intent.id().to_owned();
+            let dedupe_key = intent.key(Packed::DEDUPE).unwrap_or("").to_owned();
+            let idempotency_key = owned(intent.key(Packed::IDEMPOTENCY));
             if let Some(known) = self.reconciliations.remove(&delivery_id) {
                 output_repairs.push(known);
                 continue;
             }
-            if let Some((operation, status)) = self.dedupes.get(&intent.dedupe_key) {
+            if let Some((operation, status)) = self.dedupes.get(&dedupe_key) {
                 output_repairs.push(Reconciliation {
                     delivery_id,
-                    intent_record_id: intent.record_id,
-                    dedupe_key: intent.dedupe_key,
-                    idempotency_key: intent.idempotency_key,
+                    intent_record_id: intent.record_id().to_owned(),
+                    dedupe_key,
+                    idempotency_key,
                     external_operation_id: operation.clone(),
                     terminal_status: status.clone(),
                     reason: DEDUPE_PROOF_REASON.to_owned(),
@@ -603,15 +811,15 @@ impl Reducer {
             }
             self.repair(
                 "output_delivery_reconciliation",
-                &intent.record_id,
+                intent.record_id(),
                 intent.journal_seq,
                 UNSAFE_OUTPUT_REASON.to_owned(),
             );
             output_repairs.push(Reconciliation {
                 delivery_id,
-                intent_record_id: intent.record_id,
-                dedupe_key: intent.dedupe_key,
-                idempotency_key: intent.idempotency_key,
+                intent_record_id: intent.record_id().to_owned(),
+                dedupe_key,
+                idempotency_key,
                 external_operation_id: None,
                 terminal_status: "reconciliation_needed".to_owned(),
                 reason: UNSAFE_OUTPUT_REASON.to_owned(),

@@ -16,16 +16,17 @@ use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyMemoryView, PyString, 
 
 use crate::error::Error;
 use crate::frames;
-use crate::journal::FileEvent;
+use crate::journal::{FileEvent, Format};
 use crate::jsonl::LineEvent;
+use crate::pipeline;
 use crate::py::args::{int_in_range, raise, type_error, Arg, Given};
 use crate::py::digest::encode_canonical;
 use crate::py::journal::{corruption_error, decode_error, io_error};
 use crate::py::{cache, lock};
 use crate::records::{decode_msgpack, DecodeError};
 use crate::replay::{
-    record_digest, CheckpointState, Mode, Options, Outcome, Pending, Policy, Reconciliation,
-    Reducer, Repair, Violation,
+    CheckpointState, Mode, Options, Outcome, Pending, Policy, Reconciliation, Reducer, Repair,
+    Violation,
 };
 
 /// The default limit on one frame's declared body length (64 MiB).
@@ -213,7 +214,7 @@ fn reduce_framed(reducer: &mut Reducer, data: &[u8], max_frame: u64) -> Result<(
 /// Apply one event of a framed journal.
 fn feed(reducer: &mut Reducer, event: frames::Event<'_>) -> Result<(), Violation> {
     match event {
-        frames::Event::Record { body, record, .. } => reducer.apply(&record, record_digest(body)),
+        frames::Event::Record { body, record, .. } => reducer.apply(&record, body),
         frames::Event::Corrupt { start, end, reason } => {
             reducer.corruption(start, end, &reason);
             Ok(())
@@ -231,7 +232,7 @@ fn reduce_path(reducer: &mut Reducer, path: &Path, max_frame: u64) -> Result<(),
     crate::journal::walk_path(path, strict, max_frame, |event| match event {
         FileEvent::Frame(event) => feed(reducer, event).map_err(Failure::Violation),
         FileEvent::Line(LineEvent::Record { record, canonical }) => reducer
-            .apply(&record, record_digest(canonical))
+            .apply(&record, canonical)
             .map_err(Failure::Violation),
         FileEvent::Line(LineEvent::Skipped) => {
             reducer.skipped_line();
@@ -249,13 +250,47 @@ enum Job {
 }
 
 impl Job {
-    fn run(&self, settings: &Settings) -> Result<Outcome, Failure> {
+    /// Replay the source; `pipelined` reads and checks frames on a second
+    /// thread (worth it for one big journal, not when jobs already fill
+    /// every core).
+    fn run(&self, settings: &Settings, pipelined: bool) -> Result<Outcome, Failure> {
         let mut reducer = Reducer::new(settings.options.clone());
+        let max_frame = settings.max_frame;
         match self {
-            Job::Path(path) => reduce_path(&mut reducer, path, settings.max_frame)?,
-            Job::Buffer(data) => reduce_framed(&mut reducer, data, settings.max_frame)?,
+            Job::Path(path) if pipelined && Format::of(path) == Format::Rcj => {
+                let file = crate::journal::open_read(path).map_err(Failure::Io)?;
+                pipeline::replay_framed(file, &mut reducer, max_frame)?;
+            }
+            Job::Buffer(data) if pipelined && data.len() >= PIPELINE_MIN_BYTES => {
+                pipeline::replay_framed(data.as_slice(), &mut reducer, max_frame)?;
+            }
+            Job::Path(path) => reduce_path(&mut reducer, path, max_frame)?,
+            Job::Buffer(data) => reduce_framed(&mut reducer, data, max_frame)?,
         }
         Ok(reducer.finish())
+    }
+}
+
+/// Buffers smaller than this are replayed on one thread.
+const PIPELINE_MIN_BYTES: usize = 4 << 20;
+
+/// Whether a single replay should use a second thread for reading.
+fn pipeline_pays() -> bool {
+    std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2)
+}
+
+impl From<pipeline::Stopped> for Failure {
+    fn from(stopped: pipeline::Stopped) -> Self {
+        match stopped {
+            pipeline::Stopped::Violation(v) => Failure::Violation(v),
+            pipeline::Stopped::Walk(frames::WalkError::Corruption { offset, reason }) => {
+                Failure::Corruption { offset, reason }
+            }
+            pipeline::Stopped::Walk(frames::WalkError::Io(err)) => Failure::Io(err),
+            pipeline::Stopped::Walk(frames::WalkError::Stop(())) => Failure::Io(
+                std::io::Error::other("replaycore internal error: the reading thread stopped"),
+            ),
+        }
     }
 }
 
@@ -299,9 +334,7 @@ fn record_bytes(record: &Bound<'_, PyAny>, arg: Arg<'_>) -> PyResult<Vec<u8>> {
 /// Apply one record's bytes (decode, digest, reduce).
 fn apply_bytes(reducer: &mut Reducer, data: &[u8]) -> Result<(), Failure> {
     let record = decode_msgpack(data).map_err(Failure::Decode)?;
-    reducer
-        .apply(&record, record_digest(data))
-        .map_err(Failure::Violation)
+    reducer.apply(&record, data).map_err(Failure::Violation)
 }
 
 /// Replay an iterable of records (Structs or bytes) on this thread.
@@ -654,7 +687,7 @@ pub fn replay<'py>(
     match prepare(source)? {
         Some(job) => {
             let outcome = py
-                .detach(|| job.run(&settings))
+                .detach(|| job.run(&settings, pipeline_pays()))
                 .map_err(|f| f.into_pyerr(py))?;
             result_obj(py, &outcome)
         }
@@ -675,7 +708,7 @@ fn run_jobs(
     if workers <= 1 {
         return jobs
             .iter()
-            .map(|job| job.as_ref().map(|job| job.run(settings)))
+            .map(|job| job.as_ref().map(|job| job.run(settings, false)))
             .collect();
     }
     let next = AtomicUsize::new(0);
@@ -689,7 +722,7 @@ fn run_jobs(
                     break;
                 };
                 if let (Some(job), Some(slot)) = (job, slots.get(index)) {
-                    let outcome = job.run(settings);
+                    let outcome = job.run(settings, false);
                     *lock(slot) = Some(outcome);
                 }
             });
