@@ -351,6 +351,12 @@ impl<S: Source> Walker<S> {
         &mut self,
         visit: impl FnOnce(Event<'_>) -> Result<(), E>,
     ) -> Result<bool, WalkError<E>> {
+        let mut sink = Decoding(Some(visit));
+        self.step_with(&mut sink)
+    }
+
+    /// [`Walker::step`] with the frames handed to `sink` undecoded.
+    fn step_with<E, K: FrameSink<E>>(&mut self, sink: &mut K) -> Result<bool, WalkError<E>> {
         if self.done {
             return Ok(false);
         }
@@ -373,26 +379,18 @@ impl<S: Source> Walker<S> {
             }
             Check::TornHeader(bytes) | Check::TornBody(bytes) => {
                 self.done = true;
-                visit(Event::Torn { bytes }).map_err(WalkError::Stop)?;
+                sink.other(Event::Torn { bytes }).map_err(WalkError::Stop)?;
                 return Ok(true);
             }
             Check::Damaged(damage) => damage,
             Check::Complete(end) => {
                 let frame = self.src.get(pos, (end - pos) as usize)?;
                 let body = frame.get(HEADER_LEN..).unwrap_or(&[]);
-                match decode_msgpack(body) {
-                    Ok(record) => {
-                        self.pos = end;
-                        visit(Event::Record {
-                            offset: pos,
-                            body,
-                            record,
-                        })
-                        .map_err(WalkError::Stop)?;
-                        return Ok(true);
-                    }
-                    Err(_) => Damage::Undecodable,
+                if sink.frame(pos, body).map_err(WalkError::Stop)? {
+                    self.pos = end;
+                    return Ok(true);
                 }
+                Damage::Undecodable
             }
         };
         let reason = damage.reason(self.limit);
@@ -405,7 +403,7 @@ impl<S: Source> Walker<S> {
         }
         let next = resync(&mut self.src, pos + 1, self.limit)?;
         self.pos = next;
-        visit(Event::Corrupt {
+        sink.other(Event::Corrupt {
             start: pos,
             end: next,
             reason,
@@ -421,6 +419,57 @@ impl<S: Source> Walker<S> {
         while self.step(&mut visit)? {}
         Ok(())
     }
+}
+
+/// Where a walk delivers its frames: [`FrameSink::frame`] gets each complete
+/// frame whose CRCs pass and says whether its body decodes (a body that does
+/// not is corruption, handled by the walk); [`FrameSink::other`] gets the
+/// torn tail and, when not strict, the damaged ranges.
+pub trait FrameSink<E> {
+    /// A complete frame at `offset`: Ok(true) when its body decoded.
+    fn frame(&mut self, offset: u64, body: &[u8]) -> Result<bool, E>;
+    /// A torn tail or a skipped damaged range.
+    fn other(&mut self, event: Event<'_>) -> Result<(), E>;
+}
+
+/// The sink of the event walks: decodes each body and hands over the record.
+struct Decoding<F>(Option<F>);
+
+impl<E, F: FnOnce(Event<'_>) -> Result<(), E>> FrameSink<E> for Decoding<F> {
+    fn frame(&mut self, offset: u64, body: &[u8]) -> Result<bool, E> {
+        let Ok(record) = decode_msgpack(body) else {
+            return Ok(false);
+        };
+        match self.0.take() {
+            Some(visit) => visit(Event::Record {
+                offset,
+                body,
+                record,
+            })
+            .map(|()| true),
+            None => Ok(true),
+        }
+    }
+
+    fn other(&mut self, event: Event<'_>) -> Result<(), E> {
+        match self.0.take() {
+            Some(visit) => visit(event),
+            None => Ok(()),
+        }
+    }
+}
+
+/// [`walk_reader`] with every complete frame handed to `sink` undecoded, for
+/// callers that decode bodies themselves (see `pipeline`).
+pub fn walk_reader_with<R: Read, E, S: FrameSink<E>>(
+    reader: R,
+    strict: bool,
+    max_frame: u64,
+    sink: &mut S,
+) -> Result<(), WalkError<E>> {
+    let mut walker = Walker::new(ReaderSource::new(reader), strict, max_frame);
+    while walker.step_with(sink)? {}
+    Ok(())
 }
 
 /// Walk a framed journal held in memory (starting with [`MAGIC`]).

@@ -944,3 +944,119 @@ pub fn encode_canonical(record: &Record<'_>) -> Vec<u8> {
     write_payload(&mut w, &record.payload);
     w.out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A record with `payload_fields` (key, value writer) after `kind`.
+    fn encode(record_id: &str, seq: i64, kind: &str, fields: &[(&str, &str)]) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.map(9);
+        w.str("schema");
+        w.int(1);
+        w.str("record_id");
+        w.str(record_id);
+        w.str("journal_seq");
+        w.int(seq);
+        w.str("run_id");
+        w.str("run");
+        w.str("at_ms");
+        w.int(0);
+        w.str("idempotency_key");
+        w.nil();
+        w.str("dedupe_key");
+        w.nil();
+        w.str("content_refs");
+        w.array(2);
+        w.str("blob:1");
+        w.str("blob:2");
+        w.str("payload");
+        w.map(fields.len() + 1);
+        w.str("kind");
+        w.str(kind);
+        for (key, value) in fields {
+            w.str(key);
+            w.str(value);
+        }
+        w.out
+    }
+
+    #[test]
+    fn decodes_and_reencodes_canonically() {
+        let bytes = encode(
+            "r1",
+            7,
+            "effect_result",
+            &[("effect_id", "e"), ("status", "ok")],
+        );
+        let record = decode_msgpack(&bytes).unwrap();
+        assert_eq!(record.record_id, "r1");
+        assert_eq!(record.journal_seq, 7);
+        assert_eq!(
+            record.content_refs.iter().collect::<Vec<_>>(),
+            ["blob:1", "blob:2"]
+        );
+        assert_eq!(
+            record.payload,
+            Payload::EffectResult {
+                effect_id: "e",
+                status: "ok",
+                output_ref: None
+            }
+        );
+        // the canonical form adds the missing optional field, in order
+        let canonical = encode_canonical(&record);
+        assert_eq!(decode_msgpack(&canonical).unwrap(), record);
+        assert_eq!(
+            encode_canonical(&decode_msgpack(&canonical).unwrap()),
+            canonical
+        );
+    }
+
+    #[test]
+    fn fields_in_any_order_and_unknown_fields() {
+        let mut w = Writer::new();
+        w.map(5);
+        w.str("payload");
+        w.map(3);
+        w.str("status");
+        w.str("completed");
+        w.str("future");
+        w.array(1);
+        w.int(5);
+        w.str("kind");
+        w.str("run_lifecycle");
+        w.str("run_id");
+        w.str("run");
+        w.str("novel");
+        w.nil();
+        w.str("journal_seq");
+        w.int(3);
+        w.str("record_id");
+        w.str("r");
+        let record = decode_msgpack(&w.out).unwrap();
+        assert_eq!(
+            record.payload,
+            Payload::RunLifecycle {
+                status: "completed"
+            }
+        );
+        assert_eq!(record.schema, SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn unknown_kind_is_named_and_bad_records_are_errors() {
+        let err = decode_msgpack(&encode("r", 1, "telepathy", &[])).unwrap_err();
+        assert_eq!(err.unknown_kind.as_deref(), Some("telepathy"));
+        let err =
+            decode_msgpack(&encode("r", 1, "effect_result", &[("status", "ok")])).unwrap_err();
+        assert!(err.message.contains("effect_id"), "{err}");
+        let mut trailing = encode("r", 1, "run_lifecycle", &[("status", "x")]);
+        trailing.push(0xc0);
+        assert!(decode_msgpack(&trailing).is_err());
+        for cut in 0..trailing.len() - 1 {
+            assert!(decode_msgpack(&trailing[..cut]).is_err());
+        }
+    }
+}

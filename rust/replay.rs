@@ -246,6 +246,21 @@ const TERMINAL_LIFECYCLE: [&str; 6] = [
     "run_cancelled",
 ];
 
+/// Computes the digest a reducer keeps per applied record: XXH3-64 of the
+/// record's canonical bytes, seeded per reducer so that no one can prepare
+/// colliding records in advance.
+#[derive(Debug, Clone, Copy)]
+pub struct Digester {
+    seed: u64,
+}
+
+impl Digester {
+    /// The digest of a record's canonical bytes.
+    pub fn digest(self, canonical: &[u8]) -> u64 {
+        xxhash_rust::xxh3::xxh3_64_with_seed(canonical, self.seed)
+    }
+}
+
 /// Replay mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -550,7 +565,19 @@ impl Reducer {
     /// (except an invalid checkpoint's own repair and missing refs, which the
     /// SPEC records before raising).
     pub fn apply(&mut self, record: &Record<'_>, canonical: &[u8]) -> Result<(), Violation> {
-        let digest = xxhash_rust::xxh3::xxh3_64_with_seed(canonical, self.seed);
+        let digest = self.digester().digest(canonical);
+        self.apply_digested(record, digest)
+    }
+
+    /// What computes this reducer's record digests (it can run on another
+    /// thread, ahead of [`Reducer::apply_digested`]).
+    pub fn digester(&self) -> Digester {
+        Digester { seed: self.seed }
+    }
+
+    /// [`Reducer::apply`] for a record whose digest was already computed by
+    /// this reducer's [`Digester`].
+    pub fn apply_digested(&mut self, record: &Record<'_>, digest: u64) -> Result<(), Violation> {
         let record_id = record.record_id;
         let seq = record.journal_seq;
         let payload = &record.payload;
@@ -849,5 +876,106 @@ impl Reducer {
             records_applied: self.applied,
             sequence_gaps: self.gaps,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::{decode_msgpack, encode_canonical, StrList};
+
+    fn record<'a>(id: &'a str, seq: i64, payload: Payload<'a>) -> Record<'a> {
+        Record {
+            schema: 1,
+            record_id: id,
+            journal_seq: seq,
+            run_id: "run",
+            at_ms: 0,
+            idempotency_key: None,
+            dedupe_key: None,
+            content_refs: StrList::default(),
+            payload,
+        }
+    }
+
+    fn apply(reducer: &mut Reducer, record: &Record<'_>) -> Result<(), Violation> {
+        let bytes = encode_canonical(record);
+        let decoded = decode_msgpack(&bytes).expect("canonical bytes decode");
+        reducer.apply(&decoded, &bytes)
+    }
+
+    fn intent(id: &str) -> Payload<'_> {
+        Payload::EffectIntent {
+            effect_id: id,
+            effect_kind: "payment",
+            idempotency_key: None,
+            dedupe_key: None,
+        }
+    }
+
+    #[test]
+    fn pending_effect_needs_repair_at_finish() {
+        let mut reducer = Reducer::new(Options::new(Mode::Resume));
+        apply(&mut reducer, &record("r1", 1, intent("pay"))).unwrap();
+        apply(&mut reducer, &record("r2", 2, intent("ok"))).unwrap();
+        let result = Payload::EffectResult {
+            effect_id: "ok",
+            status: "done",
+            output_ref: None,
+        };
+        apply(&mut reducer, &record("r3", 3, result)).unwrap();
+        let outcome = reducer.finish();
+        assert!(!outcome.complete);
+        assert!(!outcome.resume_allowed);
+        assert_eq!(outcome.unsafe_pending_side_effects.len(), 1);
+        assert_eq!(outcome.unsafe_pending_side_effects[0].effect_id, "pay");
+        assert_eq!(
+            outcome.repair_needed[0].kind,
+            "non_idempotent_pending_side_effect"
+        );
+        assert_eq!(outcome.repair_needed[0].journal_seq, 3);
+    }
+
+    #[test]
+    fn duplicates_strict_and_not() {
+        let first = record("r1", 1, intent("a"));
+        let mut strict = Reducer::new(Options::new(Mode::Resume));
+        apply(&mut strict, &first).unwrap();
+        let again = apply(&mut strict, &record("r1", 2, intent("b"))).unwrap_err();
+        assert_eq!(again.message, "duplicate non-idempotent journal record");
+        assert_eq!(strict.records_applied(), 1);
+
+        let mut audit = Reducer::new(Options::new(Mode::Audit));
+        apply(&mut audit, &first).unwrap();
+        apply(&mut audit, &record("r1", 2, intent("b"))).unwrap();
+        let mut keyed = first.clone();
+        keyed.record_id = "k";
+        keyed.journal_seq = 3;
+        keyed.idempotency_key = Some("i");
+        apply(&mut audit, &keyed).unwrap();
+        apply(&mut audit, &keyed).unwrap(); // idempotent duplicate: ignored
+        let outcome = audit.finish();
+        assert_eq!(outcome.records_applied, 2);
+        assert_eq!(outcome.repair_needed[0].kind, "replay_invariant_violation");
+        assert_eq!(outcome.sequence_gaps, vec![(1, 3)]);
+    }
+
+    #[test]
+    fn id_table_survives_growth() {
+        let mut table: StrTable<u64> = StrTable::new();
+        let ids: Vec<String> = (0..50_000).map(|i| format!("rec-{i}")).collect();
+        for (i, id) in ids.iter().enumerate() {
+            let (fragment, found) = table.get(id);
+            assert!(found.is_none());
+            table.insert_new(fragment, id, i as u64);
+        }
+        for (i, id) in ids.iter().enumerate() {
+            assert_eq!(table.get(id).1, Some(i as u64));
+        }
+        assert_eq!(table.get("rec-x").1, None);
+        let long = "x".repeat(300);
+        table.insert(&long, 7);
+        table.insert(&long, 9);
+        assert_eq!(table.get(&long).1, Some(9));
     }
 }
