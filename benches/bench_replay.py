@@ -52,7 +52,7 @@ def test_decode_only(benchmark: Any, impl: ModuleType, journal: Path) -> None:
 @pytest.mark.parametrize("threads", [1, 2], ids=["threads=1", "threads=2"])
 def test_replay_many(benchmark: Any, journals: list[Path], threads: int) -> None:
     results = benchmark.pedantic(
-        _core.replay_many, args=(journals,), kwargs={"threads": threads}, rounds=3, iterations=1
+        _core.replay_many, args=(journals,), kwargs={"threads": threads}, rounds=5, iterations=1
     )
     assert [r.status for r in results] == ["complete"] * MANY
 
