@@ -147,46 +147,33 @@ impl<'a> Reader<'a> {
         self.buf.get(self.pos) == Some(&0xc0)
     }
 
-    /// Read the header of a map and return its number of entries.
-    pub fn read_map_len(&mut self) -> Result<usize> {
+    /// Read a container header: a fix form (`fix` with the length in the
+    /// low bits under `fix_mask`) or the 16- and 32-bit forms `m16`, `m32`.
+    fn read_len(&mut self, fix: u8, fix_mask: u8, m16: u8, m32: u8, what: &str) -> Result<usize> {
         let marker = self.peek()?;
-        let len = match marker {
-            0x80..=0x8f => {
-                self.pos += 1;
-                u64::from(marker & 0x0f)
-            }
-            0xde => {
-                self.pos += 1;
-                self.be(2)?
-            }
-            0xdf => {
-                self.pos += 1;
-                self.be(4)?
-            }
-            _ => return self.mismatch("map", marker),
+        let len = if marker & !fix_mask == fix {
+            self.pos += 1;
+            u64::from(marker & fix_mask)
+        } else if marker == m16 {
+            self.pos += 1;
+            self.be(2)?
+        } else if marker == m32 {
+            self.pos += 1;
+            self.be(4)?
+        } else {
+            return self.mismatch(what, marker);
         };
         Ok(len as usize)
     }
 
+    /// Read the header of a map and return its number of entries.
+    pub fn read_map_len(&mut self) -> Result<usize> {
+        self.read_len(0x80, 0x0f, 0xde, 0xdf, "map")
+    }
+
     /// Read the header of an array and return its number of items.
     pub fn read_array_len(&mut self) -> Result<usize> {
-        let marker = self.peek()?;
-        let len = match marker {
-            0x90..=0x9f => {
-                self.pos += 1;
-                u64::from(marker & 0x0f)
-            }
-            0xdc => {
-                self.pos += 1;
-                self.be(2)?
-            }
-            0xdd => {
-                self.pos += 1;
-                self.be(4)?
-            }
-            _ => return self.mismatch("array", marker),
-        };
-        Ok(len as usize)
+        self.read_len(0x90, 0x0f, 0xdc, 0xdd, "array")
     }
 
     /// The whole buffer this reader walks.

@@ -370,6 +370,10 @@ fn opt<'py>(py: Python<'py>, value: &Option<String>) -> Bound<'py, PyAny> {
     }
 }
 
+fn boolean(py: Python<'_>, value: bool) -> Bound<'_, PyAny> {
+    pyo3::types::PyBool::new(py, value).to_owned().into_any()
+}
+
 fn s<'py>(py: Python<'py>, value: &str) -> Bound<'py, PyAny> {
     PyString::new(py, value).into_any()
 }
@@ -397,12 +401,7 @@ fn pending_obj<'py>(py: Python<'py>, p: &Pending) -> PyResult<Bound<'py, PyAny>>
             ("idempotency_key", opt(py, &p.idempotency_key)),
             ("dedupe_key", opt(py, &p.dedupe_key)),
             ("reason", s(py, &p.reason)),
-            (
-                "retry_allowed",
-                pyo3::types::PyBool::new(py, p.retry_allowed)
-                    .to_owned()
-                    .into_any(),
-            ),
+            ("retry_allowed", boolean(py, p.retry_allowed)),
         ],
     )?;
     cache::pending_effect_type(py)?.call((), Some(&kw))
@@ -420,12 +419,7 @@ fn reconciliation_obj<'py>(py: Python<'py>, o: &Reconciliation) -> PyResult<Boun
             ("terminal_status", s(py, &o.terminal_status)),
             ("reason", s(py, &o.reason)),
             ("decision", s(py, &o.decision)),
-            (
-                "resend_allowed",
-                pyo3::types::PyBool::new(py, o.resend_allowed)
-                    .to_owned()
-                    .into_any(),
-            ),
+            ("resend_allowed", boolean(py, o.resend_allowed)),
         ],
     )?;
     cache::output_reconciliation_type(py)?.call((), Some(&kw))
@@ -489,12 +483,7 @@ fn result_obj<'py>(py: Python<'py>, o: &Outcome) -> PyResult<Bound<'py, PyAny>> 
                     },
                 ),
             ),
-            (
-                "resume_allowed",
-                pyo3::types::PyBool::new(py, o.resume_allowed)
-                    .to_owned()
-                    .into_any(),
-            ),
+            ("resume_allowed", boolean(py, o.resume_allowed)),
             (
                 "latest_journal_seq",
                 o.latest_journal_seq.into_pyobject(py)?.into_any(),
