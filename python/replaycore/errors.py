@@ -17,17 +17,24 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "FieldError",
     "IdempotencyConflict",
+    "InProgress",
     "InvalidArgument",
     "InvalidArgumentType",
     "InvalidKeyFormat",
     "InvalidScope",
     "JournalCorruption",
     "JournalLocked",
+    "OutboxValidationError",
+    "ReceiptEmittedNotEmittable",
+    "ReceiptInvalid",
     "RecordDecodeError",
     "ReducerFinished",
     "ReplayCoreError",
     "ReplayViolation",
+    "ReplayedError",
+    "StoreUnavailable",
 ]
 
 
@@ -186,3 +193,67 @@ class ReducerFinished(ReplayCoreError):
 
 class JournalLocked(ReplayCoreError):
     """Another :class:`~replaycore.JournalWriter` holds the journal file open."""
+
+
+class FieldError(ReplayCoreError, ValueError):
+    """A value built from fields (a receipt, an outbox draft) has a bad field.
+
+    ``field`` names it exactly as the Struct spells it.
+    """
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.message, self.field))
+
+
+class ReceiptInvalid(FieldError):
+    """A receipt fails validation (SPEC 9); ``field`` names the bad field."""
+
+
+class ReceiptEmittedNotEmittable(ReplayCoreError):
+    """``receipt.emitted`` is a notification and never produces a receipt itself."""
+
+
+class OutboxValidationError(FieldError):
+    """An outbox draft or scope is invalid (SPEC 10); ``field`` names it."""
+
+
+class InProgress(ReplayCoreError):
+    """Another caller is executing this key right now (SPEC 5).
+
+    ``key`` is the cache key and ``lease_expires_at`` (clock seconds) when
+    the other caller's claim lapses if it never finishes.
+    """
+
+    def __init__(self, key: str, lease_expires_at: float) -> None:
+        super().__init__(
+            f"{key!r} is being executed by another caller (lease until {lease_expires_at})"
+        )
+        self.key = key
+        self.lease_expires_at = lease_expires_at
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.key, self.lease_expires_at))
+
+
+class ReplayedError(ReplayCoreError):
+    """A cached ``Error`` outcome replayed without calling the function again.
+
+    ``code`` is the original exception's type name and ``message`` its text.
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.code, self.message))
+
+
+class StoreUnavailable(ReplayCoreError):
+    """A durable store could not be read or written (the database error is the cause)."""
