@@ -238,3 +238,14 @@ def test_records_are_exported_from_the_facade():
     ]:
         assert getattr(replaycore, name) is getattr(records, name)
     assert replaycore.encode_canonical is records.encode_canonical
+
+
+def test_stream_scope_kind_is_checked() -> None:
+    from replaycore.errors import InvalidArgument
+    from replaycore.results import EventCursor, StreamScope
+
+    assert StreamScope("agent", "a-1") == StreamScope(kind="agent", id="a-1")
+    assert EventCursor(StreamScope("all"), "journal.3").position == "journal.3"
+    with pytest.raises(InvalidArgument) as info:
+        StreamScope("galaxy")  # type: ignore[arg-type]
+    assert info.value.argument == "kind"

@@ -10,6 +10,7 @@ from typing import Literal
 
 import msgspec
 
+from replaycore.errors import InvalidArgument
 from replaycore.records import Checkpoint, OutputReconciliation
 
 __all__ = [
@@ -47,6 +48,7 @@ RepairKind = Literal[
 RetryClass = Literal["repair_needed", "user_action_needed"]
 ViolationKind = Literal["invalid_state_transition", "recovery_repair_needed", "checkpoint_invalid"]
 StreamScopeKind = Literal["run", "agent", "all", "filter"]
+_STREAM_SCOPE_KINDS = ("run", "agent", "all", "filter")
 DurableReplaySupport = Literal["run_journal", "host_archive_required"]
 CursorCompatibility = Literal["compatible", "scope_mismatch"]
 
@@ -105,11 +107,23 @@ class ReplayResult(msgspec.Struct, kw_only=True, frozen=True):
 
 
 class StreamScope(msgspec.Struct, frozen=True):
-    """The stream an event cursor was issued for: ``StreamScope("run", "run-7")``."""
+    """The stream an event cursor was issued for: ``StreamScope("run", "run-7")``.
+
+    ``kind`` is ``run``, ``agent``, ``all`` or ``filter``; anything else
+    raises :class:`~replaycore.errors.InvalidArgument`.
+    """
 
     kind: StreamScopeKind
     id: str | None = None
     filter: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in _STREAM_SCOPE_KINDS:
+            raise InvalidArgument(
+                f"StreamScope.kind must be one of run, agent, all, filter, got {self.kind!r}",
+                "kind",
+                self.kind,
+            )
 
 
 class EventCursor(msgspec.Struct, frozen=True):
