@@ -1,0 +1,1081 @@
+"""The transactional outbox (SPEC section 10): messages to deliver at least once.
+
+A producer enqueues an :class:`OutboxDraft` after a state change
+(:meth:`~OutboxStore.enqueue`); workers :meth:`~OutboxStore.claim` due
+messages of one lane and target under a time-limited lease, deliver them, and
+:meth:`~OutboxStore.ack` (done) or :meth:`~OutboxStore.nack` (retry later, or
+give up) each one. A worker that
+dies holding a claim loses nothing: once its lease expires the next claim takes
+the message again, until ``max_attempts`` claims have been used, after which the
+message is parked as ``dead_letter`` for an operator.
+
+Stores:
+
+* :class:`MemoryOutbox` -- one process, for tests and embedded use.
+* :class:`SqliteOutbox` -- a SQLite file shared by any number of threads and
+  processes on one machine; every change is one ``BEGIN IMMEDIATE``
+  transaction, so two workers never claim the same message.
+* :class:`ScopedOutbox` -- a view of another store that confines a tenant (a
+  run, a client) to its own lanes and dedupe keys.
+
+Every operation takes the current time ``now`` in milliseconds as an argument,
+so tests drive the clock and workers on one outbox should share a clock (for
+example ``time.time_ns() // 1_000_000``).
+
+Decisions where the SPEC is silent:
+
+* ``outbox_id`` and ``claim_token`` are 32 lowercase hex digits of a random
+  128-bit UUID4: opaque, unguessable, never reused. Order comes from
+  ``created_at`` and the enqueue order, not from the id.
+* Payloads are stored as msgspec msgpack and returned as freshly decoded
+  builtins (``dict``, ``list``, ``str``, ``int``, ``float``, ``bool``,
+  ``None``, ``bytes``, ``datetime``): a Struct comes back as a ``dict``, a tuple
+  or set as a ``list``. Both stores do this, so they return equal messages.
+* A dedupe key names the message: a draft whose key is present returns the
+  stored message unchanged even when the draft's lane, target or payload
+  differ (there is no content comparison, unlike SPEC 4).
+* Times (``now``, ``available_at``, ``retry_at``) are integers from 0 to
+  2**63 - 1; ``lease_ms`` and ``max_attempts`` are at least 1 (a zero or
+  negative count is refused); ``limit`` is at least 0 (``claim`` with limit 0
+  still dead-letters exhausted messages). ``now + lease_ms`` must fit in 63
+  bits.
+* A claim first dead-letters *every* message of its lane and target whose
+  lease has expired with ``attempt_count >= max_attempts`` (these never count
+  against ``limit``), then claims up to ``limit`` of the rest.
+* ``ack`` succeeds while the token still holds the claim, even after the lease
+  expired, as long as no other worker took the message meanwhile: the
+  delivery happened, so recording it beats delivering it again. A ``None``
+  token is accepted and never holds a claim, so
+  ``ack(m.outbox_id, m.claim_token, now)`` type-checks for any message.
+* When a message leaves the ``claimed`` state its ``claim_token`` and
+  ``lease_expires_at`` are cleared. A ``delivered`` message keeps
+  ``claimed_by`` (who delivered it); a requeued or dead-lettered one clears it.
+* Every bad argument raises :class:`OutboxValidationError` (a ``ValueError``)
+  whose ``field`` names the field or argument, wrong types included, before
+  anything is stored. Database failures raise :class:`StoreUnavailable`.
+* Beyond the SPEC: ``enqueue_many`` (several drafts, one transaction, all or
+  nothing), ``get(outbox_id)``, and ``list(..., lane_prefix=...)`` which
+  :class:`ScopedOutbox` is built on.
+
+>>> box = MemoryOutbox()
+>>> msg = box.enqueue(OutboxDraft("email", "smtp", {"to": "a@example.com"}), now=1_000)
+>>> [m.outbox_id == msg.outbox_id for m in box.claim("email", "smtp", 10, 30_000, "w1", 1_000)]
+[True]
+"""
+
+from __future__ import annotations
+
+import builtins
+import heapq
+import os
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any, Literal, Protocol, get_args, runtime_checkable
+
+import msgspec
+
+from replaycore._sqlite import Database
+from replaycore.errors import OutboxValidationError, StoreUnavailable
+
+__all__ = [
+    "MemoryOutbox",
+    "NackOutcome",
+    "OutboxDraft",
+    "OutboxMessage",
+    "OutboxStatus",
+    "OutboxStore",
+    "OutboxValidationError",
+    "ScopedOutbox",
+    "SqliteOutbox",
+    "StoreUnavailable",
+]
+
+OutboxStatus = Literal["pending", "claimed", "delivered", "dead_letter"]
+NackOutcome = Literal["requeued", "dead_lettered", "lost_claim"]
+
+STATUSES: tuple[str, ...] = get_args(OutboxStatus)
+
+#: The error recorded on a message dead-lettered because its last lease ran out.
+LEASE_EXPIRED = "lease expired"
+
+_INT64_MAX = 2**63 - 1
+
+_ENCODER = msgspec.msgpack.Encoder()
+_DECODER = msgspec.msgpack.Decoder()
+
+
+# -- validation ----------------------------------------------------------------
+
+
+def _text(value: Any, field: str, owner: str) -> str:
+    """``value`` as a non-blank, UTF-8 encodable ``str``, else OutboxValidationError."""
+    if not isinstance(value, str):
+        raise OutboxValidationError(
+            f"{owner}{field} must be a str, not {type(value).__name__}", field
+        )
+    if not value.strip():
+        raise OutboxValidationError(f"{owner}{field} must not be blank, got {value!r}", field)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise OutboxValidationError(
+            f"{owner}{field} holds a lone surrogate at index {exc.start}: {value!r}", field
+        ) from None
+    return str(value)
+
+
+def _any_text(value: Any, field: str) -> str:
+    """``value`` as a UTF-8 encodable ``str`` (blank allowed)."""
+    if not isinstance(value, str):
+        raise OutboxValidationError(f"{field} must be a str, not {type(value).__name__}", field)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise OutboxValidationError(
+            f"{field} holds a lone surrogate at index {exc.start}: {value!r}", field
+        ) from None
+    return str(value)
+
+
+def _token(value: Any) -> str | None:
+    """A claim token argument: None (which never holds a claim) or a ``str``."""
+    return None if value is None else _any_text(value, "claim_token")
+
+
+def _integer(value: Any, field: str, minimum: int, owner: str = "") -> int:
+    """``value`` as an ``int`` (not ``bool``) in ``minimum .. 2**63 - 1``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise OutboxValidationError(
+            f"{owner}{field} must be an int, not {type(value).__name__}", field
+        )
+    number = int(value)
+    if not minimum <= number <= _INT64_MAX:
+        raise OutboxValidationError(
+            f"{owner}{field} must be between {minimum} and 2**63 - 1, got {number}", field
+        )
+    return number
+
+
+def _encode_payload(payload: Any) -> bytes:
+    try:
+        return _ENCODER.encode(payload)
+    except (TypeError, ValueError, OverflowError) as exc:
+        # UnicodeEncodeError (a lone surrogate) is a ValueError.
+        raise OutboxValidationError(
+            f"payload cannot be encoded as msgpack: {exc}", "payload"
+        ) from None
+
+
+# -- values --------------------------------------------------------------------
+
+
+class OutboxDraft(msgspec.Struct, frozen=True):
+    """A message to enqueue: ``OutboxDraft(lane, target, payload, dedupe_key=None,
+    available_at=0, max_attempts=5)``.
+
+    * ``lane`` groups messages one kind of worker drains (``"email"``);
+      ``target`` names the receiving system (``"smtp"``). Both non-blank.
+    * ``payload`` is any value msgspec can encode as msgpack.
+    * ``dedupe_key``: None, or a non-blank key; enqueueing a key already
+      present (in any status) returns the stored message instead.
+    * ``available_at``: no claim takes the message before this time (ms).
+    * ``max_attempts``: claims allowed before the message is dead-lettered
+      (at least 1).
+
+    Raises:
+        OutboxValidationError: a field is blank, of the wrong type or out of
+            range, or the payload cannot be encoded; ``field`` names it.
+
+    >>> OutboxDraft("email", "smtp", {"to": "a@example.com"}, dedupe_key="welcome:42").lane
+    'email'
+    """
+
+    lane: str
+    target: str
+    payload: Any
+    dedupe_key: str | None = None
+    available_at: int = 0
+    max_attempts: int = 5
+
+    def __post_init__(self) -> None:
+        _text(self.lane, "lane", "OutboxDraft.")
+        _text(self.target, "target", "OutboxDraft.")
+        _encode_payload(self.payload)
+        if self.dedupe_key is not None:
+            _text(self.dedupe_key, "dedupe_key", "OutboxDraft.")
+        _integer(self.available_at, "available_at", 0, "OutboxDraft.")
+        _integer(self.max_attempts, "max_attempts", 1, "OutboxDraft.")
+
+
+class OutboxMessage(msgspec.Struct, kw_only=True, frozen=True):
+    """A stored outbox message, as a store returns it (a snapshot, not a live view).
+
+    ``status`` is ``pending`` (waiting for ``available_at``), ``claimed``
+    (``claimed_by`` holds it with ``claim_token`` until ``lease_expires_at``),
+    ``delivered`` or ``dead_letter`` (``last_error`` says why). ``payload`` is
+    the decoded msgpack of the draft's payload (builtins). Times are ms.
+    """
+
+    outbox_id: str
+    lane: str
+    target: str
+    payload: Any
+    dedupe_key: str | None
+    status: OutboxStatus
+    available_at: int
+    attempt_count: int
+    max_attempts: int
+    claimed_by: str | None
+    claim_token: str | None
+    lease_expires_at: int | None
+    last_error: str | None
+    created_at: int
+    updated_at: int
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _check_draft(draft: Any, field: str = "draft") -> OutboxDraft:
+    if not isinstance(draft, OutboxDraft):
+        raise OutboxValidationError(
+            f"{field} must be an OutboxDraft, not {type(draft).__name__}", field
+        )
+    return draft
+
+
+def _check_drafts(drafts: Any) -> builtins.list[OutboxDraft]:
+    if isinstance(drafts, (str, bytes)) or not isinstance(drafts, Iterable):
+        raise OutboxValidationError(
+            f"drafts must be an iterable of OutboxDraft, not {type(drafts).__name__}", "drafts"
+        )
+    return [_check_draft(d, f"drafts[{i}]") for i, d in enumerate(drafts)]
+
+
+def _check_claim(
+    lane: Any, target: Any, limit: Any, lease_ms: Any, consumer_id: Any, now: Any
+) -> tuple[str, str, int, int, str, int]:
+    lane = _text(lane, "lane", "")
+    target = _text(target, "target", "")
+    limit = _integer(limit, "limit", 0)
+    lease_ms = _integer(lease_ms, "lease_ms", 1)
+    consumer_id = _text(consumer_id, "consumer_id", "")
+    now = _integer(now, "now", 0)
+    if now + lease_ms > _INT64_MAX:
+        raise OutboxValidationError(
+            f"now + lease_ms must not exceed 2**63 - 1, got {now} + {lease_ms}", "lease_ms"
+        )
+    return lane, target, limit, lease_ms, consumer_id, now
+
+
+def _check_list(status: Any, limit: Any, lane_prefix: Any) -> tuple[str | None, int, str]:
+    if status is not None and (not isinstance(status, str) or status not in STATUSES):
+        raise OutboxValidationError(
+            f"status must be None or one of {', '.join(STATUSES)}, got {status!r}", "status"
+        )
+    limit = _integer(limit, "limit", 0)
+    prefix = "" if lane_prefix is None else _any_text(lane_prefix, "lane_prefix")
+    return status, limit, prefix
+
+
+# -- the protocol ----------------------------------------------------------------
+
+
+@runtime_checkable
+class OutboxStore(Protocol):
+    """The operations every outbox store offers (see the module docstring)."""
+
+    def enqueue(self, draft: OutboxDraft, now: int) -> OutboxMessage:
+        """Store ``draft`` as a pending message, or return the one holding its dedupe key."""
+        ...
+
+    def enqueue_many(self, drafts: Iterable[OutboxDraft], now: int) -> list[OutboxMessage]:
+        """Enqueue several drafts at once, all or nothing; results in order."""
+        ...
+
+    def claim(
+        self, lane: str, target: str, limit: int, lease_ms: int, consumer_id: str, now: int
+    ) -> list[OutboxMessage]:
+        """Claim up to ``limit`` due messages of ``lane`` and ``target``, oldest first."""
+        ...
+
+    def ack(self, outbox_id: str, claim_token: str | None, now: int) -> bool:
+        """Mark a claimed message delivered; False when the token lost the claim."""
+        ...
+
+    def nack(
+        self, outbox_id: str, claim_token: str | None, error: str, retry_at: int, now: int
+    ) -> NackOutcome:
+        """Requeue or dead-letter a claimed message; ``"lost_claim"`` when the token lost it."""
+        ...
+
+    def get(self, outbox_id: str) -> OutboxMessage | None:
+        """The message with this id, or None."""
+        ...
+
+    def list(
+        self, status: str | None = None, limit: int = 100, *, lane_prefix: str | None = None
+    ) -> list[OutboxMessage]:
+        """Up to ``limit`` messages, oldest first, optionally of one status."""
+        ...
+
+
+# -- in memory -------------------------------------------------------------------
+
+
+class _Entry:
+    """A message as :class:`MemoryOutbox` keeps it (mutable, payload encoded)."""
+
+    __slots__ = (
+        "attempt_count",
+        "available_at",
+        "claim_token",
+        "claimed_by",
+        "created_at",
+        "dedupe_key",
+        "lane",
+        "last_error",
+        "lease_expires_at",
+        "max_attempts",
+        "outbox_id",
+        "payload",
+        "seq",
+        "status",
+        "target",
+        "updated_at",
+    )
+
+    def __init__(self, seq: int, draft: OutboxDraft, payload: bytes, now: int) -> None:
+        self.seq = seq
+        self.outbox_id = _new_id()
+        self.lane = draft.lane
+        self.target = draft.target
+        self.payload = payload
+        self.dedupe_key = draft.dedupe_key
+        self.status: OutboxStatus = "pending"
+        self.available_at = draft.available_at
+        self.attempt_count = 0
+        self.max_attempts = draft.max_attempts
+        self.claimed_by: str | None = None
+        self.claim_token: str | None = None
+        self.lease_expires_at: int | None = None
+        self.last_error: str | None = None
+        self.created_at = now
+        self.updated_at = now
+
+    def order(self) -> tuple[int, int]:
+        return (self.created_at, self.seq)
+
+    def message(self) -> OutboxMessage:
+        return OutboxMessage(
+            outbox_id=self.outbox_id,
+            lane=self.lane,
+            target=self.target,
+            payload=_DECODER.decode(self.payload),
+            dedupe_key=self.dedupe_key,
+            status=self.status,
+            available_at=self.available_at,
+            attempt_count=self.attempt_count,
+            max_attempts=self.max_attempts,
+            claimed_by=self.claimed_by,
+            claim_token=self.claim_token,
+            lease_expires_at=self.lease_expires_at,
+            last_error=self.last_error,
+            created_at=self.created_at,
+            updated_at=self.updated_at,
+        )
+
+
+class MemoryOutbox:
+    """An outbox in this process's memory; thread-safe (one lock), not durable.
+
+    Behaves exactly like :class:`SqliteOutbox` (same ordering, same
+    decisions, same errors), so it stands in for it in tests.
+
+    >>> box = MemoryOutbox()
+    >>> box.enqueue(OutboxDraft("l", "t", [1, 2]), now=5).status
+    'pending'
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._seq = 0
+        self._by_id: dict[str, _Entry] = {}
+        self._by_dedupe: dict[str, _Entry] = {}
+        # Pending and claimed messages per (lane, target), so claims scan only those.
+        self._open: dict[tuple[str, str], dict[int, _Entry]] = {}
+
+    def _add(self, draft: OutboxDraft, payload: bytes, now: int) -> _Entry:
+        if draft.dedupe_key is not None:
+            existing = self._by_dedupe.get(draft.dedupe_key)
+            if existing is not None:
+                return existing
+        self._seq += 1
+        entry = _Entry(self._seq, draft, payload, now)
+        self._by_id[entry.outbox_id] = entry
+        if draft.dedupe_key is not None:
+            self._by_dedupe[draft.dedupe_key] = entry
+        self._open.setdefault((entry.lane, entry.target), {})[entry.seq] = entry
+        return entry
+
+    def enqueue(self, draft: OutboxDraft, now: int) -> OutboxMessage:
+        """Store ``draft`` as a pending message (attempt_count 0, created_at = now).
+
+        When ``draft.dedupe_key`` is already present, in any status, the stored
+        message is returned unchanged and nothing is added.
+
+        Raises:
+            OutboxValidationError: not a draft, a payload that cannot be
+                encoded, or a bad ``now``.
+        """
+        draft = _check_draft(draft)
+        payload = _encode_payload(draft.payload)
+        now = _integer(now, "now", 0)
+        with self._lock:
+            return self._add(draft, payload, now).message()
+
+    def enqueue_many(self, drafts: Iterable[OutboxDraft], now: int) -> list[OutboxMessage]:
+        """Enqueue every draft in order, atomically; a later draft whose dedupe
+        key an earlier one (or a stored message) holds returns that message."""
+        checked = _check_drafts(drafts)
+        payloads = [_encode_payload(d.payload) for d in checked]
+        now = _integer(now, "now", 0)
+        with self._lock:
+            entries = [self._add(d, p, now) for d, p in zip(checked, payloads, strict=True)]
+            return [e.message() for e in entries]
+
+    def claim(
+        self, lane: str, target: str, limit: int, lease_ms: int, consumer_id: str, now: int
+    ) -> list[OutboxMessage]:
+        """Claim up to ``limit`` due messages of ``lane`` and ``target``, oldest first.
+
+        See :meth:`SqliteOutbox.claim` for the rules; thread-safe.
+        """
+        lane, target, limit, lease_ms, consumer_id, now = _check_claim(
+            lane, target, limit, lease_ms, consumer_id, now
+        )
+        with self._lock:
+            open_entries = self._open.get((lane, target))
+            if not open_entries:
+                return []
+            due: builtins.list[_Entry] = []
+            for entry in builtins.list(open_entries.values()):
+                if entry.status == "claimed":
+                    assert entry.lease_expires_at is not None
+                    if entry.lease_expires_at > now:
+                        continue
+                    if entry.attempt_count >= entry.max_attempts:
+                        entry.status = "dead_letter"
+                        entry.last_error = LEASE_EXPIRED
+                        entry.claimed_by = entry.claim_token = entry.lease_expires_at = None
+                        entry.updated_at = now
+                        del open_entries[entry.seq]
+                        continue
+                    due.append(entry)
+                elif entry.available_at <= now:
+                    due.append(entry)
+            taken = heapq.nsmallest(limit, due, key=_Entry.order)
+            for entry in taken:
+                entry.status = "claimed"
+                entry.claimed_by = consumer_id
+                entry.claim_token = _new_id()
+                entry.lease_expires_at = now + lease_ms
+                entry.attempt_count += 1
+                entry.updated_at = now
+            return [e.message() for e in taken]
+
+    def _holder(self, outbox_id: str, claim_token: str | None) -> _Entry | None:
+        entry = self._by_id.get(outbox_id)
+        if entry is None or entry.status != "claimed" or entry.claim_token != claim_token:
+            return None
+        return entry
+
+    def _close(self, entry: _Entry) -> None:
+        del self._open[(entry.lane, entry.target)][entry.seq]
+
+    def ack(self, outbox_id: str, claim_token: str | None, now: int) -> bool:
+        """Mark the message delivered if ``claim_token`` still holds its claim.
+
+        See :meth:`SqliteOutbox.ack`.
+        """
+        outbox_id = _any_text(outbox_id, "outbox_id")
+        claim_token = _token(claim_token)
+        now = _integer(now, "now", 0)
+        with self._lock:
+            entry = self._holder(outbox_id, claim_token)
+            if entry is None:
+                return False
+            entry.status = "delivered"
+            entry.claim_token = entry.lease_expires_at = None
+            entry.updated_at = now
+            self._close(entry)
+            return True
+
+    def nack(
+        self, outbox_id: str, claim_token: str | None, error: str, retry_at: int, now: int
+    ) -> NackOutcome:
+        """Requeue at ``retry_at`` or dead-letter a claimed message.
+
+        See :meth:`SqliteOutbox.nack`.
+        """
+        outbox_id, claim_token, error, retry_at, now = _check_nack(
+            outbox_id, claim_token, error, retry_at, now
+        )
+        with self._lock:
+            entry = self._holder(outbox_id, claim_token)
+            if entry is None:
+                return "lost_claim"
+            entry.last_error = error
+            entry.claimed_by = entry.claim_token = entry.lease_expires_at = None
+            entry.updated_at = now
+            if entry.attempt_count >= entry.max_attempts:
+                entry.status = "dead_letter"
+                self._close(entry)
+                return "dead_lettered"
+            entry.status = "pending"
+            entry.available_at = retry_at
+            return "requeued"
+
+    def get(self, outbox_id: str) -> OutboxMessage | None:
+        """The message with this id, or None."""
+        outbox_id = _any_text(outbox_id, "outbox_id")
+        with self._lock:
+            entry = self._by_id.get(outbox_id)
+            return None if entry is None else entry.message()
+
+    def list(
+        self, status: str | None = None, limit: int = 100, *, lane_prefix: str | None = None
+    ) -> builtins.list[OutboxMessage]:
+        """Up to ``limit`` messages, oldest first (``created_at``, then enqueue order).
+
+        ``status`` keeps one status; ``lane_prefix`` keeps lanes starting with it.
+
+        Raises:
+            OutboxValidationError: an unknown status (field ``"status"``) or a
+                negative limit.
+        """
+        status, limit, prefix = _check_list(status, limit, lane_prefix)
+        with self._lock:
+            chosen = (
+                e
+                for e in self._by_id.values()
+                if (status is None or e.status == status) and e.lane.startswith(prefix)
+            )
+            return [e.message() for e in heapq.nsmallest(limit, chosen, key=_Entry.order)]
+
+
+def _check_nack(
+    outbox_id: Any, claim_token: Any, error: Any, retry_at: Any, now: Any
+) -> tuple[str, str | None, str, int, int]:
+    return (
+        _any_text(outbox_id, "outbox_id"),
+        _token(claim_token),
+        _any_text(error, "error"),
+        _integer(retry_at, "retry_at", 0),
+        _integer(now, "now", 0),
+    )
+
+
+# -- SQLite ----------------------------------------------------------------------
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox_messages (
+    seq              INTEGER PRIMARY KEY AUTOINCREMENT,
+    outbox_id        TEXT    NOT NULL UNIQUE,
+    lane             TEXT    NOT NULL,
+    target           TEXT    NOT NULL,
+    payload          BLOB    NOT NULL,
+    dedupe_key       TEXT    UNIQUE,
+    status           TEXT    NOT NULL
+                     CHECK (status IN ('pending', 'claimed', 'delivered', 'dead_letter')),
+    available_at     INTEGER NOT NULL,
+    attempt_count    INTEGER NOT NULL,
+    max_attempts     INTEGER NOT NULL,
+    claimed_by       TEXT,
+    claim_token      TEXT,
+    lease_expires_at INTEGER,
+    last_error       TEXT,
+    created_at       INTEGER NOT NULL,
+    updated_at       INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outbox_messages_due
+    ON outbox_messages (lane, target, status, created_at, seq);
+CREATE INDEX IF NOT EXISTS outbox_messages_leases
+    ON outbox_messages (lane, target, lease_expires_at) WHERE status = 'claimed';
+CREATE INDEX IF NOT EXISTS outbox_messages_by_status
+    ON outbox_messages (status, created_at, seq);
+CREATE INDEX IF NOT EXISTS outbox_messages_by_age
+    ON outbox_messages (created_at, seq)
+"""
+
+_COLUMNS = (
+    "seq, outbox_id, lane, target, payload, dedupe_key, status, available_at, attempt_count, "
+    "max_attempts, claimed_by, claim_token, lease_expires_at, last_error, created_at, updated_at"
+)
+_SELECT = f"SELECT {_COLUMNS} FROM outbox_messages"
+
+_INSERT = (
+    "INSERT INTO outbox_messages (outbox_id, lane, target, payload, dedupe_key, status, "
+    "available_at, attempt_count, max_attempts, created_at, updated_at) "
+    "VALUES (?, ?, ?, ?, ?, 'pending', ?, 0, ?, ?, ?)"
+)
+
+_SWEEP = (
+    "UPDATE outbox_messages SET status = 'dead_letter', last_error = ?, claimed_by = NULL, "
+    "claim_token = NULL, lease_expires_at = NULL, updated_at = ? "
+    "WHERE lane = ? AND target = ? AND status = 'claimed' AND lease_expires_at <= ? "
+    "AND attempt_count >= max_attempts"
+)
+_DUE_PENDING = (
+    f"{_SELECT} WHERE lane = ? AND target = ? AND status = 'pending' AND available_at <= ? "
+    "ORDER BY created_at, seq LIMIT ?"
+)
+# Through the partial index of leases: only expired claims are visited, however many
+# messages are in flight, and the few found are then sorted.
+_DUE_EXPIRED = (
+    f"{_SELECT} INDEXED BY outbox_messages_leases "
+    "WHERE lane = ? AND target = ? AND status = 'claimed' AND lease_expires_at <= ? "
+    "ORDER BY created_at, seq LIMIT ?"
+)
+_TAKE = (
+    "UPDATE outbox_messages SET status = 'claimed', claimed_by = ?, claim_token = ?, "
+    "lease_expires_at = ?, attempt_count = attempt_count + 1, updated_at = ? WHERE seq = ?"
+)
+_ACK = (
+    "UPDATE outbox_messages SET status = 'delivered', claim_token = NULL, "
+    "lease_expires_at = NULL, updated_at = ? "
+    "WHERE outbox_id = ? AND status = 'claimed' AND claim_token = ?"
+)
+_HOLDER = (
+    "SELECT attempt_count, max_attempts FROM outbox_messages "
+    "WHERE outbox_id = ? AND status = 'claimed' AND claim_token = ?"
+)
+_REQUEUE = (
+    "UPDATE outbox_messages SET status = 'pending', available_at = ?, last_error = ?, "
+    "claimed_by = NULL, claim_token = NULL, lease_expires_at = NULL, updated_at = ? "
+    "WHERE outbox_id = ?"
+)
+_BURY = (
+    "UPDATE outbox_messages SET status = 'dead_letter', last_error = ?, "
+    "claimed_by = NULL, claim_token = NULL, lease_expires_at = NULL, updated_at = ? "
+    "WHERE outbox_id = ?"
+)
+
+_Row = tuple[Any, ...]
+
+
+def _from_row(row: _Row) -> OutboxMessage:
+    return OutboxMessage(
+        outbox_id=row[1],
+        lane=row[2],
+        target=row[3],
+        payload=_DECODER.decode(row[4]),
+        dedupe_key=row[5],
+        status=row[6],
+        available_at=row[7],
+        attempt_count=row[8],
+        max_attempts=row[9],
+        claimed_by=row[10],
+        claim_token=row[11],
+        lease_expires_at=row[12],
+        last_error=row[13],
+        created_at=row[14],
+        updated_at=row[15],
+    )
+
+
+def _row_order(row: _Row) -> tuple[int, int]:
+    return (row[14], row[0])
+
+
+class SqliteOutbox:
+    """An outbox in a SQLite file, shared by threads and processes on one machine.
+
+    The file is opened through :class:`replaycore._sqlite.Database` (WAL,
+    ``synchronous=FULL``): a committed change survives a crash of the process
+    or the machine. Every change runs in one ``BEGIN IMMEDIATE`` transaction,
+    which serializes writers across processes, so a message is never claimed
+    by two workers at once and a crash mid-operation leaves either all or none
+    of it. Thread-safe; open one ``SqliteOutbox`` per process (do not carry
+    one across ``fork``).
+
+    Raises:
+        StoreUnavailable: the file cannot be opened, read or written.
+
+    >>> import tempfile, pathlib
+    >>> with SqliteOutbox(pathlib.Path(tempfile.mkdtemp()) / "outbox.db") as box:
+    ...     box.enqueue(OutboxDraft("l", "t", {"n": 1}), now=5).payload
+    {'n': 1}
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self._db = Database(path, _SCHEMA)
+        self.path = self._db.path
+
+    def close(self) -> None:
+        """Close the database connections this object opened."""
+        self._db.close()
+
+    def __enter__(self) -> SqliteOutbox:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._db.write() as connection:
+            try:
+                yield connection
+            except sqlite3.Error as exc:
+                raise StoreUnavailable(f"cannot write {self.path}: {exc}") from exc
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        with self._db.read() as connection:
+            try:
+                yield connection
+            except sqlite3.Error as exc:
+                raise StoreUnavailable(f"cannot read {self.path}: {exc}") from exc
+
+    @staticmethod
+    def _add(
+        connection: sqlite3.Connection, draft: OutboxDraft, payload: bytes, now: int
+    ) -> OutboxMessage:
+        if draft.dedupe_key is not None:
+            row = connection.execute(
+                f"{_SELECT} WHERE dedupe_key = ?", (draft.dedupe_key,)
+            ).fetchone()
+            if row is not None:
+                return _from_row(row)
+        outbox_id = _new_id()
+        connection.execute(
+            _INSERT,
+            (
+                outbox_id,
+                draft.lane,
+                draft.target,
+                payload,
+                draft.dedupe_key,
+                draft.available_at,
+                draft.max_attempts,
+                now,
+                now,
+            ),
+        )
+        return OutboxMessage(
+            outbox_id=outbox_id,
+            lane=draft.lane,
+            target=draft.target,
+            payload=_DECODER.decode(payload),
+            dedupe_key=draft.dedupe_key,
+            status="pending",
+            available_at=draft.available_at,
+            attempt_count=0,
+            max_attempts=draft.max_attempts,
+            claimed_by=None,
+            claim_token=None,
+            lease_expires_at=None,
+            last_error=None,
+            created_at=now,
+            updated_at=now,
+        )
+
+    def enqueue(self, draft: OutboxDraft, now: int) -> OutboxMessage:
+        """Store ``draft`` as a pending message (attempt_count 0, created_at = now).
+
+        When ``draft.dedupe_key`` is already present, in any status, the stored
+        message is returned unchanged and nothing is added (the check and the
+        insert are one transaction, so concurrent producers of one key store
+        it once). Durable when it returns.
+
+        Raises:
+            OutboxValidationError: not a draft, a payload that cannot be
+                encoded, or a bad ``now``; nothing is stored.
+            StoreUnavailable: the database failed; nothing is stored.
+
+        >>> box = MemoryOutbox()
+        >>> a = box.enqueue(OutboxDraft("l", "t", 1, dedupe_key="k"), now=1)
+        >>> box.enqueue(OutboxDraft("l", "t", 2, dedupe_key="k"), now=2) == a
+        True
+        """
+        draft = _check_draft(draft)
+        payload = _encode_payload(draft.payload)
+        now = _integer(now, "now", 0)
+        with self._write() as connection:
+            return self._add(connection, draft, payload, now)
+
+    def enqueue_many(self, drafts: Iterable[OutboxDraft], now: int) -> list[OutboxMessage]:
+        """Enqueue every draft in order in one transaction (all or nothing).
+
+        Dedupe applies within the batch too: a later draft whose key an
+        earlier one holds returns the earlier draft's message.
+        """
+        checked = _check_drafts(drafts)
+        payloads = [_encode_payload(d.payload) for d in checked]
+        now = _integer(now, "now", 0)
+        with self._write() as connection:
+            return [
+                self._add(connection, d, p, now) for d, p in zip(checked, payloads, strict=True)
+            ]
+
+    def claim(
+        self, lane: str, target: str, limit: int, lease_ms: int, consumer_id: str, now: int
+    ) -> list[OutboxMessage]:
+        """Claim up to ``limit`` due messages of ``lane`` and ``target``, oldest first.
+
+        Due: pending with ``available_at <= now``, or claimed with
+        ``lease_expires_at <= now`` (its worker is presumed dead). Each claimed
+        message gets ``claimed_by = consumer_id``, a fresh ``claim_token``,
+        ``lease_expires_at = now + lease_ms`` and ``attempt_count + 1``. Before
+        that, every message of this lane and target whose lease expired with
+        ``attempt_count >= max_attempts`` becomes ``dead_letter`` with
+        ``last_error = "lease expired"`` and cleared claim fields, whatever
+        ``limit`` is. Order: ``created_at``, then enqueue order. Atomic across
+        threads and processes: two claimers never get the same message.
+
+        Raises:
+            OutboxValidationError: a blank lane, target or consumer id, a
+                negative limit, ``lease_ms < 1`` or a bad ``now``.
+            StoreUnavailable: the database failed; nothing changed.
+
+        >>> box = MemoryOutbox()
+        >>> _ = box.enqueue(OutboxDraft("l", "t", "x"), now=0)
+        >>> [m.lease_expires_at for m in box.claim("l", "t", 10, 500, "w1", now=100)]
+        [600]
+        """
+        lane, target, limit, lease_ms, consumer_id, now = _check_claim(
+            lane, target, limit, lease_ms, consumer_id, now
+        )
+        lease_expires_at = now + lease_ms
+        with self._write() as connection:
+            connection.execute(_SWEEP, (LEASE_EXPIRED, now, lane, target, now))
+            if limit == 0:
+                return []
+            pending = connection.execute(_DUE_PENDING, (lane, target, now, limit)).fetchall()
+            expired = connection.execute(_DUE_EXPIRED, (lane, target, now, limit)).fetchall()
+            rows = heapq.nsmallest(limit, pending + expired, key=_row_order)
+            tokens = [_new_id() for _ in rows]
+            connection.executemany(
+                _TAKE,
+                [
+                    (consumer_id, token, lease_expires_at, now, row[0])
+                    for row, token in zip(rows, tokens, strict=True)
+                ],
+            )
+        return [
+            msgspec.structs.replace(
+                _from_row(row),
+                status="claimed",
+                claimed_by=consumer_id,
+                claim_token=token,
+                lease_expires_at=lease_expires_at,
+                attempt_count=row[8] + 1,
+                updated_at=now,
+            )
+            for row, token in zip(rows, tokens, strict=True)
+        ]
+
+    def ack(self, outbox_id: str, claim_token: str | None, now: int) -> bool:
+        """Mark the message delivered if ``claim_token`` still holds its claim.
+
+        Returns True (status ``delivered``, token and lease cleared,
+        ``claimed_by`` kept) when the message is claimed with this token --
+        even past its lease, as long as nobody claimed it again -- and False
+        otherwise (unknown id, another claim, already delivered or
+        dead-lettered, a None token), changing nothing. ``claim_token`` may be
+        None so that ``ack(m.outbox_id, m.claim_token, now)`` type-checks for
+        any message.
+
+        Raises:
+            OutboxValidationError: an argument of the wrong type or a bad ``now``.
+            StoreUnavailable: the database failed.
+        """
+        outbox_id = _any_text(outbox_id, "outbox_id")
+        claim_token = _token(claim_token)
+        now = _integer(now, "now", 0)
+        if claim_token is None:
+            return False
+        with self._write() as connection:
+            return connection.execute(_ACK, (now, outbox_id, claim_token)).rowcount == 1
+
+    def nack(
+        self, outbox_id: str, claim_token: str | None, error: str, retry_at: int, now: int
+    ) -> NackOutcome:
+        """Give a claimed message back after a failed delivery.
+
+        * ``"lost_claim"``: ``claim_token`` no longer holds the claim (or is
+          None); nothing changes.
+        * ``"dead_lettered"``: ``attempt_count >= max_attempts``; status
+          ``dead_letter``, ``last_error = error``, claim fields cleared.
+        * ``"requeued"``: otherwise; status ``pending``, ``available_at =
+          retry_at``, ``last_error = error``, claim fields cleared.
+
+        Raises:
+            OutboxValidationError: an argument of the wrong type, or a bad
+                ``retry_at`` or ``now``.
+            StoreUnavailable: the database failed.
+        """
+        outbox_id, claim_token, error, retry_at, now = _check_nack(
+            outbox_id, claim_token, error, retry_at, now
+        )
+        if claim_token is None:
+            return "lost_claim"
+        with self._write() as connection:
+            row = connection.execute(_HOLDER, (outbox_id, claim_token)).fetchone()
+            if row is None:
+                return "lost_claim"
+            attempt_count, max_attempts = row
+            if attempt_count >= max_attempts:
+                connection.execute(_BURY, (error, now, outbox_id))
+                return "dead_lettered"
+            connection.execute(_REQUEUE, (retry_at, error, now, outbox_id))
+            return "requeued"
+
+    def get(self, outbox_id: str) -> OutboxMessage | None:
+        """The message with this id, or None."""
+        outbox_id = _any_text(outbox_id, "outbox_id")
+        with self._read() as connection:
+            row = connection.execute(f"{_SELECT} WHERE outbox_id = ?", (outbox_id,)).fetchone()
+        return None if row is None else _from_row(row)
+
+    def list(
+        self, status: str | None = None, limit: int = 100, *, lane_prefix: str | None = None
+    ) -> builtins.list[OutboxMessage]:
+        """Up to ``limit`` messages, oldest first (``created_at``, then enqueue order).
+
+        ``status`` keeps one status; ``lane_prefix`` keeps lanes starting with it.
+        Reads one consistent snapshot.
+
+        Raises:
+            OutboxValidationError: an unknown status (field ``"status"``) or a
+                negative limit.
+        """
+        status, limit, prefix = _check_list(status, limit, lane_prefix)
+        clauses: builtins.list[str] = []
+        params: builtins.list[Any] = []
+        if status is not None:
+            clauses.append("status = ?")
+            params.append(status)
+        if prefix:
+            clauses.append("substr(lane, 1, ?) = ?")
+            params += [len(prefix), prefix]
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        with self._read() as connection:
+            rows = connection.execute(
+                f"{_SELECT}{where} ORDER BY created_at, seq LIMIT ?", (*params, limit)
+            ).fetchall()
+        return [_from_row(row) for row in rows]
+
+
+# -- scopes ----------------------------------------------------------------------
+
+
+class ScopedOutbox:
+    """One scope's view of another outbox store.
+
+    Lanes and dedupe keys are stored as ``scope_id + ":" + value`` and shown
+    without the prefix, so two scopes may use the same lane names and dedupe
+    keys without meeting. A scope never sees, claims, acks or nacks another
+    scope's messages: ``get`` returns None, ``ack`` False and ``nack``
+    ``"lost_claim"`` for them, and ``list`` leaves them out. Targets are not
+    prefixed. Because a scope id holds no ``":"``, no scope's prefix is a
+    prefix of another's. Thread- and process-safety are the inner store's.
+
+    Raises:
+        OutboxValidationError: ``scope_id`` is not a non-blank ``str`` free of
+            ``":"`` (field ``"scope_id"``).
+
+    >>> inner = MemoryOutbox()
+    >>> a, b = ScopedOutbox(inner, "tenant-a"), ScopedOutbox(inner, "tenant-b")
+    >>> a.enqueue(OutboxDraft("email", "smtp", "hi", dedupe_key="k"), now=1).lane
+    'email'
+    >>> b.claim("email", "smtp", 10, 1_000, "w", now=1), inner.list()[0].lane
+    ([], 'tenant-a:email')
+    """
+
+    def __init__(self, inner: OutboxStore, scope_id: str) -> None:
+        scope_id = _text(scope_id, "scope_id", "")
+        if ":" in scope_id:
+            raise OutboxValidationError(f"scope_id must not hold ':', got {scope_id!r}", "scope_id")
+        self.inner = inner
+        self.scope_id = scope_id
+        self._prefix = scope_id + ":"
+
+    def _in(self, draft: OutboxDraft) -> OutboxDraft:
+        dedupe_key = None if draft.dedupe_key is None else self._prefix + draft.dedupe_key
+        return msgspec.structs.replace(draft, lane=self._prefix + draft.lane, dedupe_key=dedupe_key)
+
+    def _mine(self, message: OutboxMessage | None) -> bool:
+        return message is not None and message.lane.startswith(self._prefix)
+
+    def _out(self, message: OutboxMessage) -> OutboxMessage:
+        n = len(self._prefix)
+        dedupe_key = message.dedupe_key
+        return msgspec.structs.replace(
+            message,
+            lane=message.lane[n:],
+            dedupe_key=None if dedupe_key is None else dedupe_key[n:],
+        )
+
+    def enqueue(self, draft: OutboxDraft, now: int) -> OutboxMessage:
+        """Enqueue ``draft`` in this scope (dedupe keys are per scope)."""
+        return self._out(self.inner.enqueue(self._in(_check_draft(draft)), now))
+
+    def enqueue_many(self, drafts: Iterable[OutboxDraft], now: int) -> list[OutboxMessage]:
+        """Enqueue several drafts in this scope, all or nothing."""
+        scoped = [self._in(d) for d in _check_drafts(drafts)]
+        return [self._out(m) for m in self.inner.enqueue_many(scoped, now)]
+
+    def claim(
+        self, lane: str, target: str, limit: int, lease_ms: int, consumer_id: str, now: int
+    ) -> list[OutboxMessage]:
+        """Claim due messages of this scope's ``lane`` (rules of the inner store)."""
+        lane = _text(lane, "lane", "")
+        return [
+            self._out(m)
+            for m in self.inner.claim(
+                self._prefix + lane, target, limit, lease_ms, consumer_id, now
+            )
+        ]
+
+    def ack(self, outbox_id: str, claim_token: str | None, now: int) -> bool:
+        """Ack a message of this scope; False for any other scope's message."""
+        outbox_id = _any_text(outbox_id, "outbox_id")
+        claim_token = _token(claim_token)
+        now = _integer(now, "now", 0)
+        # A message's lane never changes, so checking the scope first is race-free.
+        if not self._mine(self.inner.get(outbox_id)):
+            return False
+        return self.inner.ack(outbox_id, claim_token, now)
+
+    def nack(
+        self, outbox_id: str, claim_token: str | None, error: str, retry_at: int, now: int
+    ) -> NackOutcome:
+        """Nack a message of this scope; ``"lost_claim"`` for any other scope's message."""
+        outbox_id, claim_token, error, retry_at, now = _check_nack(
+            outbox_id, claim_token, error, retry_at, now
+        )
+        if not self._mine(self.inner.get(outbox_id)):
+            return "lost_claim"
+        return self.inner.nack(outbox_id, claim_token, error, retry_at, now)
+
+    def get(self, outbox_id: str) -> OutboxMessage | None:
+        """The message with this id if it belongs to this scope, else None."""
+        message = self.inner.get(outbox_id)
+        if message is None or not self._mine(message):
+            return None
+        return self._out(message)
+
+    def list(
+        self, status: str | None = None, limit: int = 100, *, lane_prefix: str | None = None
+    ) -> builtins.list[OutboxMessage]:
+        """This scope's messages, oldest first (see :meth:`SqliteOutbox.list`)."""
+        if lane_prefix is not None:
+            lane_prefix = _any_text(lane_prefix, "lane_prefix")
+        prefix = self._prefix + (lane_prefix or "")
+        return [self._out(m) for m in self.inner.list(status, limit, lane_prefix=prefix)]
