@@ -34,7 +34,7 @@ from replaycore.reference.replay import (
 )
 from replaycore.reference.sequence import SequenceGenerator
 from replaycore.reference.store import IdempotencyStore
-from replaycore.results import EventCursor, ReplayResult, StreamScope
+from replaycore.results import EventCursor, PendingEffect, RepairNeeded, ReplayResult, StreamScope
 from replaycore.types import PutOutcome, Scope, StoreStats
 
 __all__ = [
@@ -42,7 +42,9 @@ __all__ = [
     "IdempotencyStore",
     "JournalRecord",
     "JournalWriter",
+    "PendingEffect",
     "PutOutcome",
+    "RepairNeeded",
     "ReplayReducer",
     "ReplayResult",
     "Scope",
