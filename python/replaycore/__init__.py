@@ -21,6 +21,17 @@ from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _version
 
 from replaycore._backend import BACKEND
+from replaycore.cache import (
+    CachedResult,
+    CacheStats,
+    Error,
+    Killed,
+    ResultCache,
+    SqliteResultCache,
+    Success,
+    Timeout,
+    idempotent,
+)
 from replaycore.errors import (
     FieldError,
     IdempotencyConflict,
@@ -84,6 +95,7 @@ from replaycore.results import (
     StreamScope,
 )
 from replaycore.sequence import SequenceGenerator
+from replaycore.sqlite_store import SqliteIdempotencyStore
 from replaycore.store import IdempotencyStore, IdempotencyStoreProtocol
 from replaycore.types import PutOutcome, Scope, StoreStats
 
@@ -94,10 +106,13 @@ except PackageNotFoundError:  # imported from a source tree that was never insta
 
 __all__ = [
     "BACKEND",
+    "CacheStats",
+    "CachedResult",
     "Checkpoint",
     "Custom",
     "EffectIntent",
     "EffectResult",
+    "Error",
     "EventCursor",
     "FieldError",
     "IdempotencyConflict",
@@ -112,6 +127,7 @@ __all__ = [
     "JournalLocked",
     "JournalRecord",
     "JournalWriter",
+    "Killed",
     "OutboxValidationError",
     "OutputDedupe",
     "OutputEvent",
@@ -132,13 +148,18 @@ __all__ = [
     "ReplayResult",
     "ReplayViolation",
     "ReplayedError",
+    "ResultCache",
     "RunLifecycle",
     "Scope",
     "SequenceGenerator",
+    "SqliteIdempotencyStore",
+    "SqliteResultCache",
     "StoreStats",
     "StoreUnavailable",
     "StreamScope",
+    "Success",
     "TerminalResult",
+    "Timeout",
     "__version__",
     "check_cursor_compatibility",
     "content_digest",
@@ -146,6 +167,7 @@ __all__ = [
     "derive_keys",
     "durable_replay_support",
     "encode_canonical",
+    "idempotent",
     "inspect_journal",
     "journal_cursor_for_seq",
     "key_from_intent",
