@@ -20,10 +20,11 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Self
 
-from replaycore.errors import StoreUnavailable
+from replaycore.errors import InvalidArgumentType, StoreUnavailable
 
-__all__ = ["Database"]
+__all__ = ["Database", "SqliteFile"]
 
 #: How long a connection waits for another writer before giving up.
 BUSY_TIMEOUT_S = 30.0
@@ -77,7 +78,12 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
-        """A ``BEGIN IMMEDIATE`` transaction: committed on success, rolled back on error."""
+        """A ``BEGIN IMMEDIATE`` transaction: committed on success, rolled back on error.
+
+        A ``sqlite3.Error`` raised inside the block surfaces as
+        :class:`StoreUnavailable` (after the rollback); other exceptions pass
+        through unchanged.
+        """
         connection = self.connection()
         try:
             connection.execute("BEGIN IMMEDIATE")
@@ -85,8 +91,10 @@ class Database:
             raise StoreUnavailable(f"cannot write {self.path}: {exc}") from exc
         try:
             yield connection
-        except BaseException:
+        except BaseException as exc:
             connection.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise StoreUnavailable(f"cannot write {self.path}: {exc}") from exc
             raise
         try:
             connection.execute("COMMIT")
@@ -96,7 +104,8 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
-        """A read transaction (a consistent snapshot of the database)."""
+        """A read transaction (a consistent snapshot of the database); a
+        ``sqlite3.Error`` inside it surfaces as :class:`StoreUnavailable`."""
         connection = self.connection()
         try:
             connection.execute("BEGIN")
@@ -104,6 +113,8 @@ class Database:
             raise StoreUnavailable(f"cannot read {self.path}: {exc}") from exc
         try:
             yield connection
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot read {self.path}: {exc}") from exc
         finally:
             connection.execute("COMMIT")
 
@@ -114,3 +125,32 @@ class Database:
             for connection in self._connections:
                 connection.close()
             self._connections.clear()
+
+
+class SqliteFile:
+    """Base of the stores kept in one SQLite file: opening it, ``path``,
+    ``close()`` and use as a context manager (closing on exit)."""
+
+    _db: Database
+
+    def __init__(self, path: str | os.PathLike[str], schema: str) -> None:
+        if not isinstance(path, str | os.PathLike):
+            raise InvalidArgumentType(
+                f"path must be a str or os.PathLike, not {type(path).__name__}", "path", path
+            )
+        self._db = Database(path, schema)
+
+    @property
+    def path(self) -> Path:
+        """The database file."""
+        return self._db.path
+
+    def close(self) -> None:
+        """Close every connection; later calls raise StoreUnavailable. Idempotent."""
+        self._db.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -60,13 +60,11 @@ import time
 import typing
 import uuid
 from collections.abc import Awaitable, Callable
-from pathlib import Path
-from types import TracebackType
 from typing import Any, Generic, ParamSpec, Protocol, TypeVar, cast, runtime_checkable
 
 import msgspec
 
-from replaycore._sqlite import Database
+from replaycore._sqlite import SqliteFile
 from replaycore.errors import (
     InProgress,
     InvalidArgument,
@@ -775,7 +773,7 @@ def _row(row: tuple[Any, ...]) -> _Stored:
     return _Stored(row[0], bytes(row[1]), float(row[2]), float(row[3]), float(row[4]), int(row[5]))
 
 
-class SqliteResultCache(_BaseCache):
+class SqliteResultCache(_BaseCache, SqliteFile):
     """The result cache (SPEC section 5) in one SQLite file; thread- and process-safe.
 
     Same behaviour as :class:`ResultCache`. Every operation that reads and
@@ -802,43 +800,16 @@ class SqliteResultCache(_BaseCache):
         clock: Callable[[], float] = time.time,
         lease_s: float = DEFAULT_LEASE_S,
     ) -> None:
-        if not isinstance(path, str | os.PathLike):
-            raise InvalidArgumentType(
-                f"path must be a str or os.PathLike, not {type(path).__name__}", "path", path
-            )
-        super().__init__(clock, lease_s)
-        self._db = Database(path, _SCHEMA)
-
-    @property
-    def path(self) -> Path:
-        """The database file."""
-        return self._db.path
+        _BaseCache.__init__(self, clock, lease_s)
+        SqliteFile.__init__(self, path, _SCHEMA)
 
     def __repr__(self) -> str:
         return f"SqliteResultCache({str(self._db.path)!r}, lease_s={self._lease_s})"
 
-    def __enter__(self) -> SqliteResultCache:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Close every connection; later calls raise StoreUnavailable. Idempotent."""
-        self._db.close()
-
     def __len__(self) -> int:
-        with self._guard("read"), self._db.read() as db:
+        with self._db.read() as db:
             (count,) = db.execute("SELECT COUNT(*) FROM cache_results").fetchone()
         return int(count)
-
-    def _guard(self, action: str) -> _SqliteErrors:
-        return _SqliteErrors(f"cannot {action} {self._db.path}")
 
     @staticmethod
     def _live(db: sqlite3.Connection, key: str, now: float) -> _Stored | None:
@@ -858,11 +829,11 @@ class SqliteResultCache(_BaseCache):
         return stored
 
     def _read(self, key: str, now: float) -> _Stored | None:
-        with self._guard("write"), self._db.write() as db:
+        with self._db.write() as db:
             return self._live(db, key, now)
 
     def _write(self, key: str, stored: _Stored) -> bool:
-        with self._guard("write"), self._db.write() as db:
+        with self._db.write() as db:
             new = db.execute("SELECT 1 FROM cache_results WHERE key = ?", (key,)).fetchone()
             db.execute(
                 f"INSERT OR REPLACE INTO cache_results (key, {_COLUMNS}) "
@@ -872,7 +843,7 @@ class SqliteResultCache(_BaseCache):
         return new is None
 
     def _claim(self, key: str, token: str, now: float) -> _Claim:
-        with self._guard("write"), self._db.write() as db:
+        with self._db.write() as db:
             stored = self._live(db, key, now)
             if stored is not None:
                 return _Claim(hit=stored)
@@ -888,7 +859,7 @@ class SqliteResultCache(_BaseCache):
             return _Claim(claimed=True)
 
     def _complete(self, key: str, token: str, stored: _Stored | None) -> None:
-        with self._guard("write"), self._db.write() as db:
+        with self._db.write() as db:
             if stored is not None:
                 prior = db.execute(
                     "SELECT expires_at FROM cache_results WHERE key = ?", (key,)
@@ -904,7 +875,7 @@ class SqliteResultCache(_BaseCache):
     def cleanup_expired(self) -> int:
         """Remove every expired entry and lapsed lease; return how many entries."""
         now = self._now()
-        with self._guard("write"), self._db.write() as db:
+        with self._db.write() as db:
             removed = db.execute("DELETE FROM cache_results WHERE expires_at <= ?", (now,))
             count = removed.rowcount
             db.execute("DELETE FROM cache_leases WHERE expires_at <= ?", (now,))
@@ -913,32 +884,13 @@ class SqliteResultCache(_BaseCache):
     def stats(self) -> CacheStats:
         """A :class:`CacheStats` snapshot (expired entries not yet removed count)."""
         now = self._now()
-        with self._guard("read"), self._db.read() as db:
+        with self._db.read() as db:
             total, expired, accesses, ttl_sum = db.execute(
                 "SELECT COUNT(*), COALESCE(SUM(expires_at <= ?), 0), "
                 "COALESCE(SUM(access_count), 0), COALESCE(SUM(ttl_s), 0.0) FROM cache_results",
                 (now,),
             ).fetchone()
         return _stats(int(total), int(expired), int(accesses), float(ttl_sum))
-
-
-class _SqliteErrors:
-    """Turns a raw ``sqlite3.Error`` into StoreUnavailable."""
-
-    def __init__(self, message: str) -> None:
-        self._message = message
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if isinstance(exc, sqlite3.Error):
-            raise StoreUnavailable(f"{self._message}: {exc}") from exc
 
 
 # -- the decorator --------------------------------------------------------

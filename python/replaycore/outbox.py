@@ -71,13 +71,12 @@ import os
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from typing import Any, Literal, Protocol, get_args, runtime_checkable
 
 import msgspec
 
-from replaycore._sqlite import Database
+from replaycore._sqlite import SqliteFile
 from replaycore.errors import OutboxValidationError, StoreUnavailable
 
 __all__ = [
@@ -692,7 +691,7 @@ def _row_order(row: _Row) -> tuple[int, int]:
     return (row[14], row[0])
 
 
-class SqliteOutbox:
+class SqliteOutbox(SqliteFile):
     """An outbox in a SQLite file, shared by threads and processes on one machine.
 
     The file is opened through :class:`replaycore._sqlite.Database` (WAL,
@@ -713,34 +712,7 @@ class SqliteOutbox:
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        self._db = Database(path, _SCHEMA)
-        self.path = self._db.path
-
-    def close(self) -> None:
-        """Close the database connections this object opened."""
-        self._db.close()
-
-    def __enter__(self) -> SqliteOutbox:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._db.write() as connection:
-            try:
-                yield connection
-            except sqlite3.Error as exc:
-                raise StoreUnavailable(f"cannot write {self.path}: {exc}") from exc
-
-    @contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
-        with self._db.read() as connection:
-            try:
-                yield connection
-            except sqlite3.Error as exc:
-                raise StoreUnavailable(f"cannot read {self.path}: {exc}") from exc
+        super().__init__(path, _SCHEMA)
 
     @staticmethod
     def _add(
@@ -806,7 +778,7 @@ class SqliteOutbox:
         draft = _check_draft(draft)
         payload = _encode_payload(draft.payload)
         now = _integer(now, "now", 0)
-        with self._write() as connection:
+        with self._db.write() as connection:
             return self._add(connection, draft, payload, now)
 
     def enqueue_many(self, drafts: Iterable[OutboxDraft], now: int) -> list[OutboxMessage]:
@@ -818,7 +790,7 @@ class SqliteOutbox:
         checked = _check_drafts(drafts)
         payloads = [_encode_payload(d.payload) for d in checked]
         now = _integer(now, "now", 0)
-        with self._write() as connection:
+        with self._db.write() as connection:
             return [
                 self._add(connection, d, p, now) for d, p in zip(checked, payloads, strict=True)
             ]
@@ -852,7 +824,7 @@ class SqliteOutbox:
             lane, target, limit, lease_ms, consumer_id, now
         )
         lease_expires_at = now + lease_ms
-        with self._write() as connection:
+        with self._db.write() as connection:
             connection.execute(_SWEEP, (LEASE_EXPIRED, now, lane, target, now))
             if limit == 0:
                 return []
@@ -900,7 +872,7 @@ class SqliteOutbox:
         now = _integer(now, "now", 0)
         if claim_token is None:
             return False
-        with self._write() as connection:
+        with self._db.write() as connection:
             return connection.execute(_ACK, (now, outbox_id, claim_token)).rowcount == 1
 
     def nack(
@@ -925,7 +897,7 @@ class SqliteOutbox:
         )
         if claim_token is None:
             return "lost_claim"
-        with self._write() as connection:
+        with self._db.write() as connection:
             row = connection.execute(_HOLDER, (outbox_id, claim_token)).fetchone()
             if row is None:
                 return "lost_claim"
@@ -939,7 +911,7 @@ class SqliteOutbox:
     def get(self, outbox_id: str) -> OutboxMessage | None:
         """The message with this id, or None."""
         outbox_id = _any_text(outbox_id, "outbox_id")
-        with self._read() as connection:
+        with self._db.read() as connection:
             row = connection.execute(f"{_SELECT} WHERE outbox_id = ?", (outbox_id,)).fetchone()
         return None if row is None else _from_row(row)
 
@@ -965,7 +937,7 @@ class SqliteOutbox:
             clauses.append("substr(lane, 1, ?) = ?")
             params += [len(prefix), prefix]
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        with self._read() as connection:
+        with self._db.read() as connection:
             rows = connection.execute(
                 f"{_SELECT}{where} ORDER BY created_at, seq LIMIT ?", (*params, limit)
             ).fetchall()

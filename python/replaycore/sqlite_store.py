@@ -30,13 +30,11 @@ import importlib
 import os
 import sqlite3
 import threading
-from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import msgspec
 
-from replaycore._sqlite import Database
+from replaycore._sqlite import SqliteFile
 from replaycore.errors import (
     IdempotencyConflict,
     InvalidArgument,
@@ -151,7 +149,7 @@ def _scope_key(scope: Any, argument: str = "scope") -> tuple[str, str, str]:
     return (scope.client_id, scope.adapter_id, scope.idempotency_key)
 
 
-class SqliteIdempotencyStore:
+class SqliteIdempotencyStore(SqliteFile):
     """The content-equality store of SPEC section 4, persisted in a SQLite file.
 
     Same behaviour as the in-memory :class:`~replaycore.IdempotencyStore`
@@ -192,34 +190,10 @@ class SqliteIdempotencyStore:
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        if not isinstance(path, str | os.PathLike):
-            raise InvalidArgumentType(
-                f"path must be a str or os.PathLike, not {type(path).__name__}", "path", path
-            )
-        self._db = Database(path, _SCHEMA)
-
-    @property
-    def path(self) -> Path:
-        """The database file."""
-        return self._db.path
+        super().__init__(path, _SCHEMA)
 
     def __repr__(self) -> str:
         return f"SqliteIdempotencyStore({str(self._db.path)!r})"
-
-    def __enter__(self) -> SqliteIdempotencyStore:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Close every connection; later calls raise StoreUnavailable. Idempotent."""
-        self._db.close()
 
     def put(self, scope: Scope, value: Any) -> PutOutcome[Any]:
         """Store ``value`` under ``scope``, or replay, or raise a conflict.
@@ -234,26 +208,23 @@ class SqliteIdempotencyStore:
         """
         key = _scope_key(scope)
         name, data = _encode(value)
-        try:
-            with self._db.write() as db:
-                row = db.execute(
-                    "SELECT value_type, data FROM idempotency_entries "
-                    "WHERE client_id = ? AND adapter_id = ? AND idempotency_key = ?",
-                    key,
-                ).fetchone()
-                if row is None:
-                    db.execute(
-                        "INSERT INTO idempotency_entries VALUES (?, ?, ?, ?, ?)",
-                        (*key, name, data),
-                    )
-                    self._count(db, "inserts")
-                    return PutOutcome(True, value)
-                prior_name, prior_data = row[0], bytes(row[1])
-                # decoded inside the transaction: an unreadable prior rolls back
-                prior = _decode(prior_name, prior_data)
-                self._count(db, "replays" if prior_data == data else "conflicts")
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(f"cannot write {self._db.path}: {exc}") from exc
+        with self._db.write() as db:
+            row = db.execute(
+                "SELECT value_type, data FROM idempotency_entries "
+                "WHERE client_id = ? AND adapter_id = ? AND idempotency_key = ?",
+                key,
+            ).fetchone()
+            if row is None:
+                db.execute(
+                    "INSERT INTO idempotency_entries VALUES (?, ?, ?, ?, ?)",
+                    (*key, name, data),
+                )
+                self._count(db, "inserts")
+                return PutOutcome(True, value)
+            prior_name, prior_data = row[0], bytes(row[1])
+            # decoded inside the transaction: an unreadable prior rolls back
+            prior = _decode(prior_name, prior_data)
+            self._count(db, "replays" if prior_data == data else "conflicts")
         if prior_data == data:
             return PutOutcome(False, prior)
         raise IdempotencyConflict(
@@ -267,27 +238,19 @@ class SqliteIdempotencyStore:
     def get(self, scope: Scope) -> Any | None:
         """The value stored under ``scope`` (a fresh object of the stored type), or None."""
         key = _scope_key(scope)
-        try:
-            with self._db.read() as db:
-                row = db.execute(
-                    "SELECT value_type, data FROM idempotency_entries "
-                    "WHERE client_id = ? AND adapter_id = ? AND idempotency_key = ?",
-                    key,
-                ).fetchone()
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(f"cannot read {self._db.path}: {exc}") from exc
+        with self._db.read() as db:
+            row = db.execute(
+                "SELECT value_type, data FROM idempotency_entries "
+                "WHERE client_id = ? AND adapter_id = ? AND idempotency_key = ?",
+                key,
+            ).fetchone()
         return None if row is None else _decode(row[0], bytes(row[1]))
 
     def stats(self) -> StoreStats:
         """Counters of every put ever made on this file, read as one snapshot."""
-        try:
-            with self._db.read() as db:
-                (entries,) = db.execute("SELECT COUNT(*) FROM idempotency_entries").fetchone()
-                counters = dict(
-                    db.execute("SELECT name, value FROM idempotency_counters").fetchall()
-                )
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(f"cannot read {self._db.path}: {exc}") from exc
+        with self._db.read() as db:
+            (entries,) = db.execute("SELECT COUNT(*) FROM idempotency_entries").fetchone()
+            counters = dict(db.execute("SELECT name, value FROM idempotency_counters").fetchall())
         return StoreStats(
             entries=entries,
             inserts=counters.get("inserts", 0),
@@ -296,23 +259,17 @@ class SqliteIdempotencyStore:
         )
 
     def __len__(self) -> int:
-        try:
-            with self._db.read() as db:
-                (count,) = db.execute("SELECT COUNT(*) FROM idempotency_entries").fetchone()
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(f"cannot read {self._db.path}: {exc}") from exc
+        with self._db.read() as db:
+            (count,) = db.execute("SELECT COUNT(*) FROM idempotency_entries").fetchone()
         return int(count)
 
     def __contains__(self, scope: object) -> bool:
         if not isinstance(scope, Scope):
             return False
-        try:
-            with self._db.read() as db:
-                row = db.execute(
-                    "SELECT 1 FROM idempotency_entries "
-                    "WHERE client_id = ? AND adapter_id = ? AND idempotency_key = ?",
-                    _scope_key(scope),
-                ).fetchone()
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(f"cannot read {self._db.path}: {exc}") from exc
+        with self._db.read() as db:
+            row = db.execute(
+                "SELECT 1 FROM idempotency_entries "
+                "WHERE client_id = ? AND adapter_id = ? AND idempotency_key = ?",
+                _scope_key(scope),
+            ).fetchone()
         return row is not None
