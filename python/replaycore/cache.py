@@ -64,6 +64,7 @@ from typing import Any, Generic, ParamSpec, Protocol, TypeVar, cast, runtime_che
 
 import msgspec
 
+from replaycore._checks import text
 from replaycore._sqlite import SqliteFile
 from replaycore.errors import (
     InProgress,
@@ -138,31 +139,10 @@ _OUTCOME_TYPES = (Success, Error, Timeout, Killed)
 
 
 def _check_key(key: Any) -> str:
-    if not isinstance(key, str):
-        raise InvalidArgumentType(f"key must be a str, not {type(key).__name__}", "key", key)
-    if not key:
+    checked = text(key, "key")
+    if not checked:
         raise InvalidArgument("key must not be empty", "key", key)
-    try:
-        key.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise InvalidArgument(
-            f"key holds a lone surrogate at index {exc.start}: {key!r}", "key", key
-        ) from None
-    return key
-
-
-def _check_text(value: Any, argument: str) -> str:
-    if not isinstance(value, str):
-        raise InvalidArgumentType(
-            f"{argument} must be a str, not {type(value).__name__}", argument, value
-        )
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise InvalidArgument(
-            f"{argument} holds a lone surrogate at index {exc.start}: {value!r}", argument, value
-        ) from None
-    return value
+    return checked
 
 
 def _check_seconds(value: Any, argument: str, *, allow_inf: bool) -> float:
@@ -214,7 +194,7 @@ class CachedResult(msgspec.Struct, frozen=True):
 
     def __post_init__(self) -> None:
         _check_key(self.key)
-        _check_text(self.intent_id, "intent_id")
+        text(self.intent_id, "intent_id")
         if not isinstance(self.outcome, _OUTCOME_TYPES):
             raise InvalidArgumentType(
                 "outcome must be Success, Error, Timeout or Killed, not "
@@ -232,7 +212,7 @@ class CachedResult(msgspec.Struct, frozen=True):
     @classmethod
     def error(cls, key: str, intent_id: str, code: str, message: str, ttl_s: float) -> CachedResult:
         """An entry holding ``Error(code, message)``, not yet stored."""
-        outcome = Error(_check_text(code, "code"), _check_text(message, "message"))
+        outcome = Error(text(code, "code"), text(message, "message"))
         return cls(key, intent_id, outcome, _check_seconds(ttl_s, "ttl_s", allow_inf=True))
 
 
@@ -506,7 +486,7 @@ class _BaseCache:
     ) -> tuple[str, str, float, str]:
         key = _check_key(key)
         _check_callable(fn, "fn")
-        intent_id = _check_text(intent_id, "intent_id")
+        intent_id = text(intent_id, "intent_id")
         ttl = _check_seconds(ttl_s, "ttl_s", allow_inf=True)
         if value_type is not Any:
             _check_value_type(value_type)
@@ -955,7 +935,7 @@ def idempotent(
     else:
         _check_key(key)
     _check_seconds(ttl_s, "ttl_s", allow_inf=True)
-    _check_text(intent_id, "intent_id")
+    text(intent_id, "intent_id")
 
     def decorate(fn: Callable[P, R]) -> Callable[P, R]:
         _check_callable(fn, "fn")

@@ -55,10 +55,11 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, NoReturn
+from typing import Annotated, Any, Literal
 
 import msgspec
 
+from replaycore._checks import in_range, text, type_error
 from replaycore.errors import (
     InvalidArgument,
     InvalidArgumentType,
@@ -174,30 +175,11 @@ _UNDECODABLE = (msgspec.DecodeError, UnicodeDecodeError)
 # -- argument checks -----------------------------------------------------------
 
 
-def _type_error(argument: str, expected: str, value: Any) -> NoReturn:
-    raise InvalidArgumentType(
-        f"{argument} must be {expected}, not {type(value).__name__}", argument, value
-    )
-
-
-def _text(value: Any, argument: str) -> str:
-    """``value`` when it is a ``str`` that can be written as UTF-8."""
-    if not isinstance(value, str):
-        _type_error(argument, "a str", value)
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise InvalidArgument(
-            f"{argument} holds a lone surrogate at index {exc.start}: {value!r}", argument, value
-        ) from None
-    return value
-
-
 def _identifier(value: Any, argument: str) -> str:
-    text = _text(value, argument)
-    if not text.strip():
-        raise InvalidArgument(f"{argument} must not be blank, got {text!r}", argument, value)
-    return text
+    checked = text(value, argument)
+    if not checked.strip():
+        raise InvalidArgument(f"{argument} must not be blank, got {checked!r}", argument, value)
+    return checked
 
 
 def _check_event_type(value: Any, argument: str) -> str:
@@ -205,19 +187,15 @@ def _check_event_type(value: Any, argument: str) -> str:
 
 
 def _integer(value: Any, argument: str, low: int, high: int = MAX_INT) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        _type_error(argument, "an int", value)
-    if not low <= value <= high:
-        raise InvalidArgument(f"{argument} must be in {low}..={high}, got {value}", argument, value)
-    return int(value)
+    return int(in_range(value, argument, low, high))
 
 
 def _path(value: Any, argument: str) -> Path:
     if not isinstance(value, str | os.PathLike):
-        _type_error(argument, "a str or os.PathLike", value)
+        type_error(argument, "a str or os.PathLike", value)
     text = os.fspath(value)
     if not isinstance(text, str):
-        _type_error(argument, "a str path (not bytes)", value)
+        type_error(argument, "a str path (not bytes)", value)
     if not text:
         raise InvalidArgument(f"{argument} must not be empty", argument, value)
     return Path(text)
@@ -228,7 +206,7 @@ def _path(value: Any, argument: str) -> Path:
 
 def _segment(value: Any, argument: str) -> str:
     if not isinstance(value, str):
-        _type_error(argument, "a str", value)
+        type_error(argument, "a str", value)
     segment = _UNSAFE.sub("-", value).strip("-") or "unknown"
     if len(segment) <= MAX_SEGMENT_CHARS:
         return segment
@@ -408,14 +386,14 @@ def _write_all(fd: int, data: bytes) -> None:
 
 def _check_events(events: Any) -> list[LedgerEvent]:
     if isinstance(events, str | bytes | bytearray | Mapping | LedgerEvent):
-        _type_error("events", "an iterable of LedgerEvent", events)
+        type_error("events", "an iterable of LedgerEvent", events)
     try:
         items = list(events)
     except TypeError:
-        _type_error("events", "an iterable of LedgerEvent", events)
+        type_error("events", "an iterable of LedgerEvent", events)
     for index, event in enumerate(items):
         if not isinstance(event, LedgerEvent):
-            _type_error(f"events[{index}]", "a LedgerEvent", event)
+            type_error(f"events[{index}]", "a LedgerEvent", event)
     return items
 
 
@@ -501,7 +479,7 @@ def append(
     run_id = _identifier(run_id, "run_id")
     node_id = _identifier(node_id, "node_id")
     attempt = _integer(attempt, "attempt", 0)
-    session_id = _text(session_id, "session_id")
+    session_id = text(session_id, "session_id")
     items = _check_events(events)
     path = path_for(base, run_id, node_id)
     if not items:

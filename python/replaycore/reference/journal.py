@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from replaycore._checks import in_range, type_error
 from replaycore.errors import (
     InvalidArgument,
     JournalCorruption,
@@ -37,7 +38,6 @@ from replaycore.errors import (
     RecordDecodeError,
 )
 from replaycore.records import JournalRecord, _Payload, encode_canonical
-from replaycore.reference._checks import in_range, type_error
 
 __all__ = [
     "DEFAULT_MAX_FRAME_BYTES",

@@ -10,9 +10,7 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from replaycore.errors import InvalidArgument, InvalidKeyFormat
-from replaycore.records import encode_canonical
-from replaycore.reference._checks import (
+from replaycore._checks import (
     in_range,
     renamed,
     row_items,
@@ -20,6 +18,8 @@ from replaycore.reference._checks import (
     type_error,
     utf8,
 )
+from replaycore.errors import InvalidArgument, InvalidKeyFormat
+from replaycore.records import encode_canonical
 
 __all__ = [
     "content_digest",

@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from replaycore._checks import in_range, type_error
 from replaycore.errors import (
     InvalidArgument,
     ReducerFinished,
@@ -39,7 +40,6 @@ from replaycore.records import (
     TerminalResult,
     encode_canonical,
 )
-from replaycore.reference._checks import in_range, type_error
 from replaycore.reference.journal import (
     DEFAULT_MAX_FRAME_BYTES,
     decode_record,

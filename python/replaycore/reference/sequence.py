@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 
+from replaycore._checks import MAX_COUNTER, in_range, integer, type_error
 from replaycore.errors import InvalidArgument
-from replaycore.reference._checks import MAX_COUNTER, in_range, integer, type_error
 
 __all__ = ["SequenceGenerator"]
 

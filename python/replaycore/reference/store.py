@@ -8,9 +8,9 @@ from typing import Any
 
 import msgspec
 
+from replaycore._checks import type_error
 from replaycore.errors import IdempotencyConflict
 from replaycore.records import decode_canonical, differing_fields, encode_canonical
-from replaycore.reference._checks import type_error
 from replaycore.types import PutOutcome, Scope, StoreStats
 
 __all__ = ["IdempotencyStore"]

@@ -1,4 +1,5 @@
-"""Argument checks shared by the reference modules.
+"""Argument checks shared by the Python modules (the reference, the ledger,
+the cache).
 
 They raise the same errors, naming the same arguments, as the Rust core.
 """
@@ -29,6 +30,13 @@ def utf8(value: Any, argument: str) -> bytes:
         raise InvalidArgument(
             f"{argument} holds a lone surrogate at index {exc.start}: {value!r}", argument, value
         ) from None
+
+
+def text(value: Any, argument: str) -> str:
+    """``value`` itself when it is a ``str`` that can be written as UTF-8."""
+    utf8(value, argument)
+    result: str = value
+    return result
 
 
 def integer(value: Any, argument: str) -> int:
