@@ -1,4 +1,5 @@
-"""Helpers shared by the test modules: ``outcome`` and hypothesis strategies."""
+"""Helpers shared by the test modules: ``outcome``, hypothesis strategies and
+the PostgreSQL parameter of the store fixtures."""
 
 from __future__ import annotations
 
@@ -6,11 +7,17 @@ from collections.abc import Callable
 from typing import Any
 
 import msgspec
+import pytest
 from hypothesis import strategies as st
 from replaycore import records
 from replaycore.errors import IdempotencyConflict
 
 MAX_COUNTER = 2**63 - 1
+
+#: The parameter of a store fixture that runs its tests on PostgreSQL. Marked,
+#: so REPLAYCORE_REQUIRE_POSTGRES=1 counts those tests and ``-m postgres``
+#: selects them; the fixture asks for ``pg_schemas`` only for this parameter.
+POSTGRES = pytest.param("postgres", marks=pytest.mark.postgres)
 
 
 def outcome(fn: Callable[..., Any], *args: Any, **kw: Any) -> tuple[Any, ...]:

@@ -41,6 +41,8 @@ from replaycore.cache import (
     idempotent,
 )
 from replaycore.errors import InvalidArgument, InvalidArgumentType
+from replaycore.postgres import PostgresResultCache
+from support import POSTGRES
 
 KEY = "idem_0123456789abcdef"
 PROCESSES = 4
@@ -84,15 +86,17 @@ class Receipt(msgspec.Struct, frozen=True):
 MakeCache = Callable[..., Any]
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", POSTGRES])
 def make_cache(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MakeCache]:
     """``make(clock=..., lease_s=..., shared=False)``: a cache of one backend.
 
-    SQLite caches made with ``shared=True`` open the same file as the first
-    one (a second handle, as another process would); in memory they are the
-    same object.
+    SQLite and PostgreSQL caches made with ``shared=True`` open the same file
+    or schema as the first one (a second handle, as another process would);
+    in memory they are the same object. Every cache here runs on the test's
+    fake clock; the PostgreSQL tests check the database's clock.
     """
     opened: list[Any] = []
+    schemas: list[str] = []
 
     def make(clock: Callable[[], float] | None = None, lease_s: float = 60.0, shared=False):
         clock = clock if clock is not None else FakeClock()
@@ -100,15 +104,21 @@ def make_cache(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MakeC
             if shared and opened:
                 return opened[0]
             made: Any = ResultCache(clock=clock, lease_s=lease_s)
-        else:
+        elif request.param == "sqlite":
             name = "cache.db" if shared or not opened else f"cache{len(opened)}.db"
             made = SqliteResultCache(tmp_path / name, clock=clock, lease_s=lease_s)
+        else:
+            if not (shared and schemas):
+                schemas.append(request.getfixturevalue("pg_schemas")())
+            schema = schemas[0] if shared else schemas[-1]
+            dsn = request.getfixturevalue("pg_dsn")
+            made = PostgresResultCache(dsn, clock=clock, lease_s=lease_s, schema=schema)
         opened.append(made)
         return made
 
     yield make
     for made in opened:
-        if isinstance(made, SqliteResultCache):
+        if not isinstance(made, ResultCache):
             made.close()
 
 

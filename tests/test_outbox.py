@@ -28,7 +28,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from replaycore import errors, outbox
-from replaycore._sqlite import Database
 from replaycore.outbox import (
     MemoryOutbox,
     OutboxDraft,
@@ -39,24 +38,28 @@ from replaycore.outbox import (
     SqliteOutbox,
     StoreUnavailable,
 )
+from replaycore.postgres import PostgresOutbox
+from replaycore.sqlite._engine import Database
+from support import POSTGRES
 
-STORES = ["memory", "sqlite"]
+STORES = ["memory", "sqlite", POSTGRES]
 
 LEASE = 30_000
 
 
-def open_store(kind: str, directory: Path) -> OutboxStore:
-    if kind == "memory":
-        return MemoryOutbox()
-    return SqliteOutbox(directory / "outbox.db")
-
-
 @pytest.fixture(params=STORES)
 def box(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OutboxStore]:
-    """A fresh, empty store of each kind."""
-    store = open_store(request.param, tmp_path)
+    """A fresh, empty store of each kind (PostgreSQL: in a new schema)."""
+    store: Any
+    if request.param == "memory":
+        store = MemoryOutbox()
+    elif request.param == "sqlite":
+        store = SqliteOutbox(tmp_path / "outbox.db")
+    else:
+        schema = request.getfixturevalue("pg_schemas")()
+        store = PostgresOutbox(request.getfixturevalue("pg_dsn"), schema=schema)
     yield store
-    if isinstance(store, SqliteOutbox):
+    if not isinstance(store, MemoryOutbox):
         store.close()
 
 
@@ -256,6 +259,9 @@ def test_enqueue_bad_arguments(box):
     assert field_of(box.enqueue, {"lane": "x"}, now=1) == "draft"
     assert field_of(box.enqueue, draft(), now=-1) == "now"
     assert field_of(box.enqueue, draft(), now=True) == "now"
+    if isinstance(box, PostgresOutbox):  # None is the database's clock there
+        assert box.enqueue(draft(), now=None).created_at > 0
+        box = MemoryOutbox()
     assert field_of(box.enqueue, draft(), now=None) == "now"
     assert box.list() == []
 
@@ -733,6 +739,13 @@ ops = st.lists(
         ),
         st.tuples(st.just("ack"), st.integers(0, 20), st.sampled_from(["last", "first", "bogus"])),
         st.tuples(
+            st.just("ack_many"),
+            st.lists(
+                st.tuples(st.integers(0, 20), st.sampled_from(["last", "first", "bogus"])),
+                max_size=4,
+            ),
+        ),
+        st.tuples(
             st.just("nack"),
             st.integers(0, 20),
             st.sampled_from(["last", "first", "bogus"]),
@@ -782,6 +795,8 @@ def run_script(store: OutboxStore, script: list[tuple[Any, ...]]) -> list[Any]:
         elif kind == "claim":
             _, lane, limit, lease, consumer = op
             results.append([rename(m) for m in store.claim(lane, "t", limit, lease, consumer, now)])
+        elif kind == "ack_many" and ids:
+            results.append(store.ack_many([token(i, which) for i, which in op[1]], now))
         elif kind in ("ack", "nack") and ids:
             outbox_id, claim_token = token(op[1], op[2])
             if kind == "ack":
@@ -798,6 +813,13 @@ def run_script(store: OutboxStore, script: list[tuple[Any, ...]]) -> list[Any]:
 @given(script=ops)
 def test_memory_and_sqlite_outboxes_agree(script):
     with tempfile.TemporaryDirectory() as directory, SqliteOutbox(Path(directory) / "o.db") as db:
+        assert run_script(MemoryOutbox(), script) == run_script(db, script)
+
+
+@settings(max_examples=max(40, settings.default.max_examples // 5))
+@given(script=ops)
+def test_memory_and_postgres_outboxes_agree(script, pg_dsn, pg_schemas):
+    with PostgresOutbox(pg_dsn, schema=pg_schemas()) as db:
         assert run_script(MemoryOutbox(), script) == run_script(db, script)
 
 
@@ -864,7 +886,7 @@ def worker_loop(
 ) -> None:
     """Claim, deliver and ack until the lane is empty; report (worker, acked, refused)."""
     box = SqliteOutbox(path)
-    deliveries = Database(deliveries_path, DELIVERIES)
+    deliveries = Database(deliveries_path, [DELIVERIES])
     if barrier is not None:
         barrier.wait(timeout=PROCESS_TIMEOUT)
     acked: list[str] = []
@@ -962,7 +984,7 @@ def test_a_killed_workers_claim_expires_and_another_worker_delivers(tmp_path):
         ] == [second.outbox_id]
         (rescued,) = box.claim("jobs", "sink", 5, LEASE, "rescuer", now=1_000 + LEASE)
         assert (rescued.outbox_id, rescued.attempt_count) == (outbox_id, 2)
-        deliveries = Database(deliveries_path, DELIVERIES)
+        deliveries = Database(deliveries_path, [DELIVERIES])
         deliver(deliveries, rescued, "rescuer")
         deliveries.close()
         assert box.ack(outbox_id, token, now=1_000 + LEASE) is False  # the dead worker's token
@@ -974,7 +996,7 @@ def test_a_killed_workers_claim_expires_and_another_worker_delivers(tmp_path):
 def churn(path: str, deliveries_path: str, round_: int, pipe: Connection) -> None:
     """Enqueue two, claim one, deliver, ack -- until killed; report each call after it returns."""
     box = SqliteOutbox(path)
-    deliveries = Database(deliveries_path, DELIVERIES)
+    deliveries = Database(deliveries_path, [DELIVERIES])
     deadline = time.monotonic() + PROCESS_TIMEOUT
     now = round_ * 100_000
     while time.monotonic() < deadline:

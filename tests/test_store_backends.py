@@ -29,12 +29,13 @@ from replaycore.errors import (
     StoreUnavailable,
 )
 from replaycore.keys import content_digest
+from replaycore.postgres import PostgresIdempotencyStore
 from replaycore.reference.store import IdempotencyStore as ReferenceStore
 from replaycore.sqlite_store import SqliteIdempotencyStore
 from replaycore.sqlite_store import StoreUnavailable as ReexportedStoreUnavailable
 from replaycore.store import IdempotencyStoreProtocol
 from replaycore.types import PutOutcome, Scope, StoreStats
-from support import BytesSub, Point
+from support import POSTGRES, BytesSub, Point
 
 SCOPE = Scope("client", "adapter", "idem_0123456789abcdef")
 PROCESSES = 4
@@ -52,17 +53,22 @@ def record(status: str = "ok", **changes: Any) -> records.JournalRecord:
     return records.JournalRecord(**fields)
 
 
-@pytest.fixture(params=["rust", "reference", "sqlite"])
+@pytest.fixture(params=["rust", "reference", "sqlite", POSTGRES])
 def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], Any]]:
-    """A factory of empty stores of one backend (SQLite: one new file per call)."""
-    opened: list[SqliteIdempotencyStore] = []
+    """A factory of empty stores of one backend (SQLite: one new file per call;
+    PostgreSQL: one new schema per call)."""
+    opened: list[Any] = []
 
     def make() -> Any:
         if request.param == "rust":
             return _core.IdempotencyStore()
         if request.param == "reference":
             return ReferenceStore()
-        store = SqliteIdempotencyStore(tmp_path / f"store{len(opened)}.db")
+        if request.param == "sqlite":
+            store: Any = SqliteIdempotencyStore(tmp_path / f"store{len(opened)}.db")
+        else:
+            new_schema = request.getfixturevalue("pg_schemas")
+            store = PostgresIdempotencyStore(request.getfixturevalue("pg_dsn"), schema=new_schema())
         opened.append(store)
         return store
 

@@ -17,8 +17,10 @@ reference when the environment variable ``REPLAYCORE_BACKEND=python`` is set.
 
 from __future__ import annotations
 
+import importlib as _importlib
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _version
+from typing import TYPE_CHECKING, Any
 
 from replaycore._backend import BACKEND
 from replaycore.cache import (
@@ -27,7 +29,6 @@ from replaycore.cache import (
     Error,
     Killed,
     ResultCache,
-    SqliteResultCache,
     Success,
     Timeout,
     idempotent,
@@ -95,9 +96,26 @@ from replaycore.results import (
     StreamScope,
 )
 from replaycore.sequence import SequenceGenerator
-from replaycore.sqlite_store import SqliteIdempotencyStore
 from replaycore.store import IdempotencyStore, IdempotencyStoreProtocol
 from replaycore.types import PutOutcome, Scope, StoreStats
+
+if TYPE_CHECKING:
+    from replaycore.sqlite.cache import SqliteResultCache
+    from replaycore.sqlite.store import SqliteIdempotencyStore
+
+# The durable stores load their engine (sqlite3) on first access only.
+_DURABLE = {
+    "SqliteIdempotencyStore": "replaycore.sqlite.store",
+    "SqliteResultCache": "replaycore.sqlite.cache",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _DURABLE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(_importlib.import_module(module), name)
+
 
 try:
     __version__ = _version("replaycore")

@@ -1,7 +1,8 @@
 """The result cache with expiry (SPEC section 5): execute a step at most once.
 
-A :class:`ResultCache` (in memory) or :class:`SqliteResultCache` (one SQLite
-file shared by threads and processes) remembers the :data:`Outcome` of a
+A :class:`ResultCache` (in memory), :class:`SqliteResultCache` (one SQLite
+file shared by threads and processes) or :class:`PostgresResultCache` (one
+database shared by many machines) remembers the :data:`Outcome` of a
 keyed step -- ``Success(value)``, ``Error(code, message)``, ``Timeout()`` or
 ``Killed()`` -- for ``ttl_s`` seconds. :meth:`~ResultCache.execute` runs a
 function only when no live outcome is cached and no other caller is running
@@ -51,21 +52,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import importlib
 import inspect
 import math
 import os
-import sqlite3
 import threading
 import time
 import typing
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any, Generic, ParamSpec, Protocol, TypeVar, cast, runtime_checkable
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Generic,
+    ParamSpec,
+    Protocol,
+    TypeVar,
+    cast,
+    runtime_checkable,
+)
 
 import msgspec
 
 from replaycore._checks import text
-from replaycore._sqlite import SqliteFile
 from replaycore.errors import (
     InProgress,
     InvalidArgument,
@@ -84,6 +93,7 @@ __all__ = [
     "InvalidArgumentType",
     "Killed",
     "Outcome",
+    "PostgresResultCache",
     "ReplayedError",
     "ResultCache",
     "ResultCacheProtocol",
@@ -93,6 +103,24 @@ __all__ = [
     "Timeout",
     "idempotent",
 ]
+
+if TYPE_CHECKING:
+    from replaycore.postgres.cache import PostgresResultCache
+    from replaycore.sqlite.cache import SqliteResultCache
+
+_DURABLE = {
+    "SqliteResultCache": "replaycore.sqlite.cache",
+    "PostgresResultCache": "replaycore.postgres.cache",
+}
+
+
+def __getattr__(name: str) -> Any:
+    # The durable caches import their engine; load them only when asked for.
+    module = _DURABLE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -375,6 +403,21 @@ class _Stored(msgspec.Struct):
     access_count: int
 
 
+class _Fresh(msgspec.Struct, frozen=True):
+    """An outcome to store, before the backend stamps it with its clock's time."""
+
+    intent_id: str
+    outcome: bytes
+    ttl_s: float
+    access_count: int
+
+    def stamped(self, now: float) -> _Stored:
+        """The entry as stored at ``now``: ``expires_at = now + ttl_s``."""
+        return _Stored(
+            self.intent_id, self.outcome, self.ttl_s, now, now + self.ttl_s, self.access_count
+        )
+
+
 class _Claim(msgspec.Struct, frozen=True):
     """What trying to claim a key found."""
 
@@ -398,8 +441,10 @@ def _entry(key: str, stored: _Stored, value_type: Any = Any) -> CachedResult:
 class _BaseCache:
     """The execute / lease logic over a backend's five primitives."""
 
-    def __init__(self, clock: Callable[[], float], lease_s: float) -> None:
-        _check_callable(clock, "clock")
+    def __init__(self, clock: Callable[[], float] | None, lease_s: float) -> None:
+        # None is the database's clock, which only a database backend offers.
+        if clock is not None:
+            _check_callable(clock, "clock")
         self._clock = clock
         self._lease_s = _check_seconds(lease_s, "lease_s", allow_inf=False)
 
@@ -409,11 +454,14 @@ class _BaseCache:
         return self._lease_s
 
     @property
-    def clock(self) -> Callable[[], float]:
-        """The clock this cache stamps entries and leases with."""
+    def clock(self) -> Callable[[], float] | None:
+        """The clock this cache stamps entries and leases with (None: the database's)."""
         return self._clock
 
-    def _now(self) -> float:
+    def _now(self) -> float | None:
+        """The clock's time, or None when the database's clock is to be used."""
+        if self._clock is None:
+            return None
         now = self._clock()
         if isinstance(now, bool) or not isinstance(now, int | float) or math.isnan(now):
             raise InvalidArgumentType(
@@ -423,20 +471,23 @@ class _BaseCache:
 
     # backend primitives ---------------------------------------------------
 
-    def _read(self, key: str, now: float) -> _Stored | None:
+    # ``now`` is the time of the cache's clock, or None for the database's
+    # clock (backends that have no database never receive None).
+
+    def _read(self, key: str, now: float | None) -> _Stored | None:
         """The live entry with its access counted, removing an expired one."""
         raise NotImplementedError
 
-    def _write(self, key: str, stored: _Stored) -> bool:
-        """Store or replace; True when no entry (live or expired) was there."""
+    def _write(self, key: str, fresh: _Fresh, now: float | None) -> bool:
+        """Store or replace, stamped at ``now``; True when no entry (live or expired) was there."""
         raise NotImplementedError
 
-    def _claim(self, key: str, token: str, now: float) -> _Claim:
+    def _claim(self, key: str, token: str, now: float | None) -> _Claim:
         """Atomically: a live entry (a hit), or a live lease, or a new lease."""
         raise NotImplementedError
 
-    def _complete(self, key: str, token: str, stored: _Stored | None) -> None:
-        """Store ``stored`` unless a live entry appeared; release our lease."""
+    def _complete(self, key: str, token: str, fresh: _Fresh | None, now: float | None) -> None:
+        """Store ``fresh`` (stamped at ``now``) unless a live entry appeared; release our lease."""
         raise NotImplementedError
 
     def _pause(self, delay: float) -> None:
@@ -468,10 +519,8 @@ class _BaseCache:
                 f"entry must be a CachedResult, not {type(entry).__name__}", "entry", entry
             )
         data = _encode_outcome(entry.outcome)
-        now = self._now()
-        ttl_s = float(entry.ttl_s)
-        stored = _Stored(entry.intent_id, data, ttl_s, now, now + ttl_s, int(entry.access_count))
-        return self._write(entry.key, stored)
+        fresh = _Fresh(entry.intent_id, data, float(entry.ttl_s), int(entry.access_count))
+        return self._write(entry.key, fresh, self._now())
 
     def cleanup_expired(self) -> int:
         """Remove every expired entry (and lapsed lease); return how many entries."""
@@ -498,11 +547,14 @@ class _BaseCache:
         try:
             data = _encode_outcome(outcome)
         except BaseException:
-            self._complete(key, token, None)
+            self._release(key, token)
             raise
-        now = self._now()
-        self._complete(key, token, _Stored(intent_id, data, ttl_s, now, now + ttl_s, 0))
+        self._complete(key, token, _Fresh(intent_id, data, ttl_s, 0), self._now())
         return outcome
+
+    def _release(self, key: str, token: str) -> None:
+        """Give up our lease without storing an outcome."""
+        self._complete(key, token, None, self._now())
 
     def execute(
         self,
@@ -548,15 +600,15 @@ class _BaseCache:
         try:
             value = fn()
         except InProgress:
-            self._complete(key, token, None)
+            self._release(key, token)
             raise
         except Exception as exc:
             return self._finish(key, token, intent_id, ttl, _error_of(exc))
         except BaseException:
-            self._complete(key, token, None)
+            self._release(key, token)
             raise
         if inspect.isawaitable(value):
-            self._complete(key, token, None)
+            self._release(key, token)
             if inspect.iscoroutine(value):
                 value.close()  # never awaited: no "never awaited" warning
             raise InvalidArgumentType(
@@ -605,15 +657,15 @@ class _BaseCache:
                     f"fn must return an awaitable, got {type(awaitable).__name__}", "fn", fn
                 )
         except InProgress:
-            self._complete(key, token, None)
+            self._release(key, token)
             raise
         except Exception as exc:
             return self._finish(key, token, intent_id, ttl, _error_of(exc))
         except BaseException:
-            self._complete(key, token, None)
+            self._release(key, token)
             raise
         if misuse is not None:
-            self._complete(key, token, None)
+            self._release(key, token)
             raise misuse
         return self._finish(key, token, intent_id, ttl, Success(value))
 
@@ -643,6 +695,7 @@ class ResultCache(_BaseCache):
     def __init__(
         self, clock: Callable[[], float] = time.time, lease_s: float = DEFAULT_LEASE_S
     ) -> None:
+        _check_callable(clock, "clock")
         super().__init__(clock, lease_s)
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
@@ -655,7 +708,8 @@ class ResultCache(_BaseCache):
     def __len__(self) -> int:
         return len(self._entries)
 
-    def _read(self, key: str, now: float) -> _Stored | None:
+    def _read(self, key: str, now: float | None) -> _Stored | None:
+        assert now is not None  # ResultCache always has a clock
         with self._lock:
             stored = self._entries.get(key)
             if stored is None:
@@ -666,14 +720,16 @@ class ResultCache(_BaseCache):
             stored.access_count += 1
             return msgspec.structs.replace(stored)
 
-    def _write(self, key: str, stored: _Stored) -> bool:
+    def _write(self, key: str, fresh: _Fresh, now: float | None) -> bool:
+        assert now is not None
         with self._lock:
             new = key not in self._entries
-            self._entries[key] = stored
+            self._entries[key] = fresh.stamped(now)
             self._changed.notify_all()
         return new
 
-    def _claim(self, key: str, token: str, now: float) -> _Claim:
+    def _claim(self, key: str, token: str, now: float | None) -> _Claim:
+        assert now is not None
         with self._lock:
             stored = self._entries.get(key)
             if stored is not None:
@@ -687,12 +743,13 @@ class ResultCache(_BaseCache):
             self._leases[key] = (token, now + self._lease_s)
             return _Claim(claimed=True)
 
-    def _complete(self, key: str, token: str, stored: _Stored | None) -> None:
+    def _complete(self, key: str, token: str, fresh: _Fresh | None, now: float | None) -> None:
+        assert now is not None
         with self._lock:
-            if stored is not None:
+            if fresh is not None:
                 prior = self._entries.get(key)
-                if prior is None or stored.stored_at >= prior.expires_at:
-                    self._entries[key] = stored
+                if prior is None or now >= prior.expires_at:
+                    self._entries[key] = fresh.stamped(now)
             lease = self._leases.get(key)
             if lease is not None and lease[0] == token:
                 del self._leases[key]
@@ -705,6 +762,7 @@ class ResultCache(_BaseCache):
     def cleanup_expired(self) -> int:
         """Remove every expired entry and lapsed lease; return how many entries."""
         now = self._now()
+        assert now is not None
         with self._lock:
             expired = [k for k, s in self._entries.items() if now >= s.expires_at]
             for key in expired:
@@ -716,6 +774,7 @@ class ResultCache(_BaseCache):
     def stats(self) -> CacheStats:
         """A :class:`CacheStats` snapshot (expired entries not yet removed count)."""
         now = self._now()
+        assert now is not None
         with self._lock:
             entries = list(self._entries.values())
         return _stats(
@@ -724,153 +783,6 @@ class ResultCache(_BaseCache):
             sum(s.access_count for s in entries),
             sum(s.ttl_s for s in entries),
         )
-
-
-# -- SQLite ---------------------------------------------------------------
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS cache_results (
-    key TEXT PRIMARY KEY,
-    intent_id TEXT NOT NULL,
-    outcome BLOB NOT NULL,
-    ttl_s REAL NOT NULL,
-    stored_at REAL NOT NULL,
-    expires_at REAL NOT NULL,
-    access_count INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS cache_results_expiry ON cache_results (expires_at);
-CREATE TABLE IF NOT EXISTS cache_leases (
-    key TEXT PRIMARY KEY,
-    token TEXT NOT NULL,
-    expires_at REAL NOT NULL
-) WITHOUT ROWID
-"""
-
-_COLUMNS = "intent_id, outcome, ttl_s, stored_at, expires_at, access_count"
-
-
-def _row(row: tuple[Any, ...]) -> _Stored:
-    return _Stored(row[0], bytes(row[1]), float(row[2]), float(row[3]), float(row[4]), int(row[5]))
-
-
-class SqliteResultCache(_BaseCache, SqliteFile):
-    """The result cache (SPEC section 5) in one SQLite file; thread- and process-safe.
-
-    Same behaviour as :class:`ResultCache`. Every operation that reads and
-    writes (``get`` counting an access, the claim of a lease, storing an
-    outcome) is one ``BEGIN IMMEDIATE`` transaction, so N processes racing
-    ``execute`` on one key run ``fn`` exactly once. A lease is a row that
-    lapses ``lease_s`` clock seconds after it was taken, so a caller that
-    crashed inside ``fn`` blocks the key only until then. All processes
-    sharing a file should use the same clock (``time.time`` by default).
-
-    Values are stored as msgspec msgpack (see the module docstring). Database
-    failures raise :class:`~replaycore.errors.StoreUnavailable`. Use it as a
-    context manager, or call :meth:`close`.
-
-    >>> import tempfile, pathlib
-    >>> with SqliteResultCache(pathlib.Path(tempfile.mkdtemp()) / "c.db") as cache:
-    ...     cache.execute("k", lambda: [1, 2]), cache.execute("k", lambda: 0)
-    (Success(value=[1, 2]), Success(value=[1, 2]))
-    """
-
-    def __init__(
-        self,
-        path: str | os.PathLike[str],
-        clock: Callable[[], float] = time.time,
-        lease_s: float = DEFAULT_LEASE_S,
-    ) -> None:
-        _BaseCache.__init__(self, clock, lease_s)
-        SqliteFile.__init__(self, path, _SCHEMA)
-
-    def __repr__(self) -> str:
-        return f"SqliteResultCache({str(self._db.path)!r}, lease_s={self._lease_s})"
-
-    def __len__(self) -> int:
-        with self._db.read() as db:
-            (count,) = db.execute("SELECT COUNT(*) FROM cache_results").fetchone()
-        return int(count)
-
-    @staticmethod
-    def _live(db: sqlite3.Connection, key: str, now: float) -> _Stored | None:
-        """The live entry, access counted; an expired one is deleted."""
-        row = db.execute(f"SELECT {_COLUMNS} FROM cache_results WHERE key = ?", (key,)).fetchone()
-        if row is None:
-            return None
-        stored = _row(row)
-        if now >= stored.expires_at:
-            db.execute("DELETE FROM cache_results WHERE key = ?", (key,))
-            return None
-        stored.access_count += 1
-        db.execute(
-            "UPDATE cache_results SET access_count = ? WHERE key = ?",
-            (stored.access_count, key),
-        )
-        return stored
-
-    def _read(self, key: str, now: float) -> _Stored | None:
-        with self._db.write() as db:
-            return self._live(db, key, now)
-
-    def _write(self, key: str, stored: _Stored) -> bool:
-        with self._db.write() as db:
-            new = db.execute("SELECT 1 FROM cache_results WHERE key = ?", (key,)).fetchone()
-            db.execute(
-                f"INSERT OR REPLACE INTO cache_results (key, {_COLUMNS}) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (key, *msgspec.structs.astuple(stored)),
-            )
-        return new is None
-
-    def _claim(self, key: str, token: str, now: float) -> _Claim:
-        with self._db.write() as db:
-            stored = self._live(db, key, now)
-            if stored is not None:
-                return _Claim(hit=stored)
-            lease = db.execute(
-                "SELECT expires_at FROM cache_leases WHERE key = ?", (key,)
-            ).fetchone()
-            if lease is not None and now < lease[0]:
-                return _Claim(lease_expires_at=float(lease[0]))
-            db.execute(
-                "INSERT OR REPLACE INTO cache_leases (key, token, expires_at) VALUES (?, ?, ?)",
-                (key, token, now + self._lease_s),
-            )
-            return _Claim(claimed=True)
-
-    def _complete(self, key: str, token: str, stored: _Stored | None) -> None:
-        with self._db.write() as db:
-            if stored is not None:
-                prior = db.execute(
-                    "SELECT expires_at FROM cache_results WHERE key = ?", (key,)
-                ).fetchone()
-                if prior is None or stored.stored_at >= prior[0]:
-                    db.execute(
-                        f"INSERT OR REPLACE INTO cache_results (key, {_COLUMNS}) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (key, *msgspec.structs.astuple(stored)),
-                    )
-            db.execute("DELETE FROM cache_leases WHERE key = ? AND token = ?", (key, token))
-
-    def cleanup_expired(self) -> int:
-        """Remove every expired entry and lapsed lease; return how many entries."""
-        now = self._now()
-        with self._db.write() as db:
-            removed = db.execute("DELETE FROM cache_results WHERE expires_at <= ?", (now,))
-            count = removed.rowcount
-            db.execute("DELETE FROM cache_leases WHERE expires_at <= ?", (now,))
-        return int(count)
-
-    def stats(self) -> CacheStats:
-        """A :class:`CacheStats` snapshot (expired entries not yet removed count)."""
-        now = self._now()
-        with self._db.read() as db:
-            total, expired, accesses, ttl_sum = db.execute(
-                "SELECT COUNT(*), COALESCE(SUM(expires_at <= ?), 0), "
-                "COALESCE(SUM(access_count), 0), COALESCE(SUM(ttl_s), 0.0) FROM cache_results",
-                (now,),
-            ).fetchone()
-        return _stats(int(total), int(expired), int(accesses), float(ttl_sum))
 
 
 # -- the decorator --------------------------------------------------------

@@ -14,13 +14,22 @@ Stores:
 * :class:`MemoryOutbox` -- one process, for tests and embedded use.
 * :class:`SqliteOutbox` -- a SQLite file shared by any number of threads and
   processes on one machine; every change is one ``BEGIN IMMEDIATE``
-  transaction, so two workers never claim the same message.
+  transaction, so two workers never claim the same message
+  (:mod:`replaycore.sqlite.outbox`).
+* :class:`PostgresOutbox` -- one PostgreSQL database shared by workers on
+  many machines; claims use ``FOR UPDATE SKIP LOCKED``
+  (:mod:`replaycore.postgres.outbox`, needs ``replaycore[postgres]``).
 * :class:`ScopedOutbox` -- a view of another store that confines a tenant (a
   run, a client) to its own lanes and dedupe keys.
 
+The durable stores are importable from here and loaded on first access, so
+an in-memory user imports neither ``sqlite3`` nor psycopg.
+
 Every operation takes the current time ``now`` in milliseconds as an argument,
 so tests drive the clock and workers on one outbox should share a clock (for
-example ``time.time_ns() // 1_000_000``).
+example ``time.time_ns() // 1_000_000``). :class:`PostgresOutbox` also takes
+``now=None`` (its default): the database's clock, which every worker shares
+whatever its own clock says.
 
 Decisions where the SPEC is silent:
 
@@ -53,9 +62,12 @@ Decisions where the SPEC is silent:
 * Every bad argument raises :class:`OutboxValidationError` (a ``ValueError``)
   whose ``field`` names the field or argument, wrong types included, before
   anything is stored. Database failures raise :class:`StoreUnavailable`.
+* ``ack_many(claims, now)`` acks each ``(outbox_id, claim_token)`` as ``ack``
+  would, in order, in one transaction: a pair listed twice is True the first
+  time only. It checks every pair before changing anything.
 * Beyond the SPEC: ``enqueue_many`` (several drafts, one transaction, all or
-  nothing), ``get(outbox_id)``, and ``list(..., lane_prefix=...)`` which
-  :class:`ScopedOutbox` is built on.
+  nothing), ``get(outbox_id)``, and ``lane_prefix=`` on ``list`` and
+  ``ack_many``, which :class:`ScopedOutbox` is built on.
 
 >>> box = MemoryOutbox()
 >>> msg = box.enqueue(OutboxDraft("email", "smtp", {"to": "a@example.com"}), now=1_000)
@@ -67,17 +79,19 @@ from __future__ import annotations
 
 import builtins
 import heapq
-import os
-import sqlite3
+import importlib
 import threading
 import uuid
 from collections.abc import Iterable
-from typing import Any, Literal, Protocol, get_args, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, cast, get_args, runtime_checkable
 
 import msgspec
 
-from replaycore._sqlite import SqliteFile
 from replaycore.errors import OutboxValidationError, StoreUnavailable
+
+if TYPE_CHECKING:
+    from replaycore.postgres.outbox import PostgresOutbox
+    from replaycore.sqlite.outbox import SqliteOutbox
 
 __all__ = [
     "MemoryOutbox",
@@ -87,6 +101,7 @@ __all__ = [
     "OutboxStatus",
     "OutboxStore",
     "OutboxValidationError",
+    "PostgresOutbox",
     "ScopedOutbox",
     "SqliteOutbox",
     "StoreUnavailable",
@@ -101,6 +116,20 @@ STATUSES: tuple[str, ...] = get_args(OutboxStatus)
 LEASE_EXPIRED = "lease expired"
 
 _INT64_MAX = 2**63 - 1
+
+_DURABLE = {
+    "SqliteOutbox": "replaycore.sqlite.outbox",
+    "PostgresOutbox": "replaycore.postgres.outbox",
+}
+
+
+def __getattr__(name: str) -> Any:
+    # The durable outboxes import their engine; load them only when asked for.
+    module = _DURABLE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
 
 _ENCODER = msgspec.msgpack.Encoder()
 _DECODER = msgspec.msgpack.Decoder()
@@ -281,35 +310,164 @@ def _check_list(status: Any, limit: Any, lane_prefix: Any) -> tuple[str | None, 
     return status, limit, prefix
 
 
+def _check_claims(claims: Any) -> builtins.list[tuple[str, str | None]]:
+    """``ack_many``'s claims as ``(outbox_id, claim_token)`` pairs, all checked first."""
+    if isinstance(claims, (str, bytes)) or not isinstance(claims, Iterable):
+        raise OutboxValidationError(
+            f"claims must be an iterable of (outbox_id, claim_token), not {type(claims).__name__}",
+            "claims",
+        )
+    checked: builtins.list[tuple[str, str | None]] = []
+    for i, pair in enumerate(claims):
+        if not isinstance(pair, tuple) or len(pair) != 2:
+            raise OutboxValidationError(
+                f"claims[{i}] must be a tuple (outbox_id, claim_token), got {pair!r}", "claims"
+            )
+        checked.append((_any_text(pair[0], "outbox_id"), _token(pair[1])))
+    return checked
+
+
+def first_acks(
+    claims: builtins.list[tuple[str, str | None]], acked: set[tuple[str, str]]
+) -> builtins.list[bool]:
+    """``ack_many``'s answer once ``acked`` holds the ``(outbox_id, claim_token)``
+    pairs a store delivered: each of them is True where it first appears in
+    ``claims`` (acking it again would find it delivered); every other pair is False."""
+    remaining = set(acked)
+    results: builtins.list[bool] = []
+    for outbox_id, token in claims:
+        hit = token is not None and (outbox_id, token) in remaining
+        if hit:
+            remaining.discard((outbox_id, token))
+        results.append(hit)
+    return results
+
+
 # -- the protocol ----------------------------------------------------------------
 
 
 @runtime_checkable
 class OutboxStore(Protocol):
-    """The operations every outbox store offers (see the module docstring)."""
+    """The operations every outbox store offers; the rules of SPEC section 10.
+
+    Every store implements them identically (one behaviour suite checks
+    :class:`MemoryOutbox`, :class:`SqliteOutbox` and :class:`PostgresOutbox`
+    alike); the module docstring lists the decisions taken where the SPEC is
+    silent.
+    """
 
     def enqueue(self, draft: OutboxDraft, now: int) -> OutboxMessage:
-        """Store ``draft`` as a pending message, or return the one holding its dedupe key."""
+        """Store ``draft`` as a pending message (attempt_count 0, created_at = now).
+
+        When ``draft.dedupe_key`` is already present, in any status, the stored
+        message is returned unchanged and nothing is added (the check and the
+        insert are one transaction, so concurrent producers of one key store
+        it once). Durable stores have made it durable when this returns.
+
+        Raises:
+            OutboxValidationError: not a draft, a payload that cannot be
+                encoded, or a bad ``now``; nothing is stored.
+            StoreUnavailable: the database failed; nothing is stored.
+
+        >>> box = MemoryOutbox()
+        >>> a = box.enqueue(OutboxDraft("l", "t", 1, dedupe_key="k"), now=1)
+        >>> box.enqueue(OutboxDraft("l", "t", 2, dedupe_key="k"), now=2) == a
+        True
+        """
         ...
 
     def enqueue_many(self, drafts: Iterable[OutboxDraft], now: int) -> list[OutboxMessage]:
-        """Enqueue several drafts at once, all or nothing; results in order."""
+        """Enqueue every draft in order, atomically (all or nothing); results in order.
+
+        Dedupe applies within the batch too: a later draft whose key an
+        earlier one holds returns the earlier draft's message.
+        """
         ...
 
     def claim(
         self, lane: str, target: str, limit: int, lease_ms: int, consumer_id: str, now: int
     ) -> list[OutboxMessage]:
-        """Claim up to ``limit`` due messages of ``lane`` and ``target``, oldest first."""
+        """Claim up to ``limit`` due messages of ``lane`` and ``target``, oldest first.
+
+        Due: pending with ``available_at <= now``, or claimed with
+        ``lease_expires_at <= now`` (its worker is presumed dead). Each claimed
+        message gets ``claimed_by = consumer_id``, a fresh ``claim_token``,
+        ``lease_expires_at = now + lease_ms`` and ``attempt_count + 1``. Before
+        that, every message of this lane and target whose lease expired with
+        ``attempt_count >= max_attempts`` becomes ``dead_letter`` with
+        ``last_error = "lease expired"`` and cleared claim fields, whatever
+        ``limit`` is. Order: ``created_at``, then enqueue order. Atomic across
+        threads and processes: two claimers never get the same message.
+
+        Raises:
+            OutboxValidationError: a blank lane, target or consumer id, a
+                negative limit, ``lease_ms < 1`` or a bad ``now``.
+            StoreUnavailable: the database failed; nothing changed.
+
+        >>> box = MemoryOutbox()
+        >>> _ = box.enqueue(OutboxDraft("l", "t", "x"), now=0)
+        >>> [m.lease_expires_at for m in box.claim("l", "t", 10, 500, "w1", now=100)]
+        [600]
+        """
         ...
 
     def ack(self, outbox_id: str, claim_token: str | None, now: int) -> bool:
-        """Mark a claimed message delivered; False when the token lost the claim."""
+        """Mark the message delivered if ``claim_token`` still holds its claim.
+
+        Returns True (status ``delivered``, token and lease cleared,
+        ``claimed_by`` kept) when the message is claimed with this token --
+        even past its lease, as long as nobody claimed it again -- and False
+        otherwise (unknown id, another claim, already delivered or
+        dead-lettered, a None token), changing nothing. ``claim_token`` may be
+        None so that ``ack(m.outbox_id, m.claim_token, now)`` type-checks for
+        any message.
+
+        Raises:
+            OutboxValidationError: an argument of the wrong type or a bad ``now``.
+            StoreUnavailable: the database failed.
+        """
+        ...
+
+    def ack_many(
+        self,
+        claims: Iterable[tuple[str, str | None]],
+        now: int,
+        *,
+        lane_prefix: str | None = None,
+    ) -> list[bool]:
+        """Ack every ``(outbox_id, claim_token)`` pair as :meth:`ack` would, in
+        order, in one transaction; one bool per pair.
+
+        A pair listed twice is True the first time only (the second finds the
+        message delivered). ``lane_prefix`` acks only messages whose lane
+        starts with it (others are False), which :class:`ScopedOutbox` uses.
+        Every pair is checked before anything changes.
+
+        Raises:
+            OutboxValidationError: ``claims`` is not an iterable of 2-tuples
+                of str and str-or-None (field ``"claims"``, ``"outbox_id"`` or
+                ``"claim_token"``), or a bad ``now``.
+            StoreUnavailable: the database failed; nothing was acked.
+        """
         ...
 
     def nack(
         self, outbox_id: str, claim_token: str | None, error: str, retry_at: int, now: int
     ) -> NackOutcome:
-        """Requeue or dead-letter a claimed message; ``"lost_claim"`` when the token lost it."""
+        """Give a claimed message back after a failed delivery.
+
+        * ``"lost_claim"``: ``claim_token`` no longer holds the claim (or is
+          None); nothing changes.
+        * ``"dead_lettered"``: ``attempt_count >= max_attempts``; status
+          ``dead_letter``, ``last_error = error``, claim fields cleared.
+        * ``"requeued"``: otherwise; status ``pending``, ``available_at =
+          retry_at``, ``last_error = error``, claim fields cleared.
+
+        Raises:
+            OutboxValidationError: an argument of the wrong type, or a bad
+                ``retry_at`` or ``now``.
+            StoreUnavailable: the database failed.
+        """
         ...
 
     def get(self, outbox_id: str) -> OutboxMessage | None:
@@ -319,7 +477,15 @@ class OutboxStore(Protocol):
     def list(
         self, status: str | None = None, limit: int = 100, *, lane_prefix: str | None = None
     ) -> list[OutboxMessage]:
-        """Up to ``limit`` messages, oldest first, optionally of one status."""
+        """Up to ``limit`` messages, oldest first (``created_at``, then enqueue order).
+
+        ``status`` keeps one status; ``lane_prefix`` keeps lanes starting with
+        it. Durable stores read one consistent snapshot.
+
+        Raises:
+            OutboxValidationError: an unknown status (field ``"status"``) or a
+                negative limit.
+        """
         ...
 
 
@@ -452,7 +618,7 @@ class MemoryOutbox:
     ) -> list[OutboxMessage]:
         """Claim up to ``limit`` due messages of ``lane`` and ``target``, oldest first.
 
-        See :meth:`SqliteOutbox.claim` for the rules; thread-safe.
+        See :meth:`OutboxStore.claim` for the rules; thread-safe.
         """
         lane, target, limit, lease_ms, consumer_id, now = _check_claim(
             lane, target, limit, lease_ms, consumer_id, now
@@ -499,7 +665,7 @@ class MemoryOutbox:
     def ack(self, outbox_id: str, claim_token: str | None, now: int) -> bool:
         """Mark the message delivered if ``claim_token`` still holds its claim.
 
-        See :meth:`SqliteOutbox.ack`.
+        See :meth:`OutboxStore.ack`.
         """
         outbox_id = _any_text(outbox_id, "outbox_id")
         claim_token = _token(claim_token)
@@ -508,18 +674,46 @@ class MemoryOutbox:
             entry = self._holder(outbox_id, claim_token)
             if entry is None:
                 return False
-            entry.status = "delivered"
-            entry.claim_token = entry.lease_expires_at = None
-            entry.updated_at = now
-            self._close(entry)
+            self._deliver(entry, now)
             return True
+
+    def _deliver(self, entry: _Entry, now: int) -> None:
+        entry.status = "delivered"
+        entry.claim_token = entry.lease_expires_at = None
+        entry.updated_at = now
+        self._close(entry)
+
+    def ack_many(
+        self,
+        claims: Iterable[tuple[str, str | None]],
+        now: int,
+        *,
+        lane_prefix: str | None = None,
+    ) -> builtins.list[bool]:
+        """Ack each ``(outbox_id, claim_token)`` in order, atomically.
+
+        See :meth:`OutboxStore.ack_many`.
+        """
+        checked = _check_claims(claims)
+        now = _integer(now, "now", 0)
+        prefix = "" if lane_prefix is None else _any_text(lane_prefix, "lane_prefix")
+        results: builtins.list[bool] = []
+        with self._lock:
+            for outbox_id, claim_token in checked:
+                entry = self._holder(outbox_id, claim_token)
+                if entry is None or not entry.lane.startswith(prefix):
+                    results.append(False)
+                    continue
+                self._deliver(entry, now)
+                results.append(True)
+        return results
 
     def nack(
         self, outbox_id: str, claim_token: str | None, error: str, retry_at: int, now: int
     ) -> NackOutcome:
         """Requeue at ``retry_at`` or dead-letter a claimed message.
 
-        See :meth:`SqliteOutbox.nack`.
+        See :meth:`OutboxStore.nack`.
         """
         outbox_id, claim_token, error, retry_at, now = _check_nack(
             outbox_id, claim_token, error, retry_at, now
@@ -579,369 +773,10 @@ def _check_nack(
     )
 
 
-# -- SQLite ----------------------------------------------------------------------
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS outbox_messages (
-    seq              INTEGER PRIMARY KEY AUTOINCREMENT,
-    outbox_id        TEXT    NOT NULL UNIQUE,
-    lane             TEXT    NOT NULL,
-    target           TEXT    NOT NULL,
-    payload          BLOB    NOT NULL,
-    dedupe_key       TEXT    UNIQUE,
-    status           TEXT    NOT NULL
-                     CHECK (status IN ('pending', 'claimed', 'delivered', 'dead_letter')),
-    available_at     INTEGER NOT NULL,
-    attempt_count    INTEGER NOT NULL,
-    max_attempts     INTEGER NOT NULL,
-    claimed_by       TEXT,
-    claim_token      TEXT,
-    lease_expires_at INTEGER,
-    last_error       TEXT,
-    created_at       INTEGER NOT NULL,
-    updated_at       INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS outbox_messages_due
-    ON outbox_messages (lane, target, status, created_at, seq);
-CREATE INDEX IF NOT EXISTS outbox_messages_leases
-    ON outbox_messages (lane, target, lease_expires_at) WHERE status = 'claimed';
-CREATE INDEX IF NOT EXISTS outbox_messages_by_status
-    ON outbox_messages (status, created_at, seq);
-CREATE INDEX IF NOT EXISTS outbox_messages_by_age
-    ON outbox_messages (created_at, seq)
-"""
-
-_COLUMNS = (
-    "seq, outbox_id, lane, target, payload, dedupe_key, status, available_at, attempt_count, "
-    "max_attempts, claimed_by, claim_token, lease_expires_at, last_error, created_at, updated_at"
-)
-_SELECT = f"SELECT {_COLUMNS} FROM outbox_messages"
-
-_INSERT = (
-    "INSERT INTO outbox_messages (outbox_id, lane, target, payload, dedupe_key, status, "
-    "available_at, attempt_count, max_attempts, created_at, updated_at) "
-    "VALUES (?, ?, ?, ?, ?, 'pending', ?, 0, ?, ?, ?)"
-)
-
-_SWEEP = (
-    "UPDATE outbox_messages SET status = 'dead_letter', last_error = ?, claimed_by = NULL, "
-    "claim_token = NULL, lease_expires_at = NULL, updated_at = ? "
-    "WHERE lane = ? AND target = ? AND status = 'claimed' AND lease_expires_at <= ? "
-    "AND attempt_count >= max_attempts"
-)
-_DUE_PENDING = (
-    f"{_SELECT} WHERE lane = ? AND target = ? AND status = 'pending' AND available_at <= ? "
-    "ORDER BY created_at, seq LIMIT ?"
-)
-# Through the partial index of leases: only expired claims are visited, however many
-# messages are in flight, and the few found are then sorted.
-_DUE_EXPIRED = (
-    f"{_SELECT} INDEXED BY outbox_messages_leases "
-    "WHERE lane = ? AND target = ? AND status = 'claimed' AND lease_expires_at <= ? "
-    "ORDER BY created_at, seq LIMIT ?"
-)
-_TAKE = (
-    "UPDATE outbox_messages SET status = 'claimed', claimed_by = ?, claim_token = ?, "
-    "lease_expires_at = ?, attempt_count = attempt_count + 1, updated_at = ? WHERE seq = ?"
-)
-_ACK = (
-    "UPDATE outbox_messages SET status = 'delivered', claim_token = NULL, "
-    "lease_expires_at = NULL, updated_at = ? "
-    "WHERE outbox_id = ? AND status = 'claimed' AND claim_token = ?"
-)
-_HOLDER = (
-    "SELECT attempt_count, max_attempts FROM outbox_messages "
-    "WHERE outbox_id = ? AND status = 'claimed' AND claim_token = ?"
-)
-_REQUEUE = (
-    "UPDATE outbox_messages SET status = 'pending', available_at = ?, last_error = ?, "
-    "claimed_by = NULL, claim_token = NULL, lease_expires_at = NULL, updated_at = ? "
-    "WHERE outbox_id = ?"
-)
-_BURY = (
-    "UPDATE outbox_messages SET status = 'dead_letter', last_error = ?, "
-    "claimed_by = NULL, claim_token = NULL, lease_expires_at = NULL, updated_at = ? "
-    "WHERE outbox_id = ?"
-)
-
-_Row = tuple[Any, ...]
-
-
-def _from_row(row: _Row) -> OutboxMessage:
-    return OutboxMessage(
-        outbox_id=row[1],
-        lane=row[2],
-        target=row[3],
-        payload=_DECODER.decode(row[4]),
-        dedupe_key=row[5],
-        status=row[6],
-        available_at=row[7],
-        attempt_count=row[8],
-        max_attempts=row[9],
-        claimed_by=row[10],
-        claim_token=row[11],
-        lease_expires_at=row[12],
-        last_error=row[13],
-        created_at=row[14],
-        updated_at=row[15],
-    )
-
-
-def _row_order(row: _Row) -> tuple[int, int]:
-    return (row[14], row[0])
-
-
-class SqliteOutbox(SqliteFile):
-    """An outbox in a SQLite file, shared by threads and processes on one machine.
-
-    The file is opened through :class:`replaycore._sqlite.Database` (WAL,
-    ``synchronous=FULL``): a committed change survives a crash of the process
-    or the machine. Every change runs in one ``BEGIN IMMEDIATE`` transaction,
-    which serializes writers across processes, so a message is never claimed
-    by two workers at once and a crash mid-operation leaves either all or none
-    of it. Thread-safe; open one ``SqliteOutbox`` per process (do not carry
-    one across ``fork``).
-
-    Raises:
-        StoreUnavailable: the file cannot be opened, read or written.
-
-    >>> import tempfile, pathlib
-    >>> with SqliteOutbox(pathlib.Path(tempfile.mkdtemp()) / "outbox.db") as box:
-    ...     box.enqueue(OutboxDraft("l", "t", {"n": 1}), now=5).payload
-    {'n': 1}
-    """
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        super().__init__(path, _SCHEMA)
-
-    @staticmethod
-    def _add(
-        connection: sqlite3.Connection, draft: OutboxDraft, payload: bytes, now: int
-    ) -> OutboxMessage:
-        if draft.dedupe_key is not None:
-            row = connection.execute(
-                f"{_SELECT} WHERE dedupe_key = ?", (draft.dedupe_key,)
-            ).fetchone()
-            if row is not None:
-                return _from_row(row)
-        outbox_id = _new_id()
-        connection.execute(
-            _INSERT,
-            (
-                outbox_id,
-                draft.lane,
-                draft.target,
-                payload,
-                draft.dedupe_key,
-                draft.available_at,
-                draft.max_attempts,
-                now,
-                now,
-            ),
-        )
-        return OutboxMessage(
-            outbox_id=outbox_id,
-            lane=draft.lane,
-            target=draft.target,
-            payload=_DECODER.decode(payload),
-            dedupe_key=draft.dedupe_key,
-            status="pending",
-            available_at=draft.available_at,
-            attempt_count=0,
-            max_attempts=draft.max_attempts,
-            claimed_by=None,
-            claim_token=None,
-            lease_expires_at=None,
-            last_error=None,
-            created_at=now,
-            updated_at=now,
-        )
-
-    def enqueue(self, draft: OutboxDraft, now: int) -> OutboxMessage:
-        """Store ``draft`` as a pending message (attempt_count 0, created_at = now).
-
-        When ``draft.dedupe_key`` is already present, in any status, the stored
-        message is returned unchanged and nothing is added (the check and the
-        insert are one transaction, so concurrent producers of one key store
-        it once). Durable when it returns.
-
-        Raises:
-            OutboxValidationError: not a draft, a payload that cannot be
-                encoded, or a bad ``now``; nothing is stored.
-            StoreUnavailable: the database failed; nothing is stored.
-
-        >>> box = MemoryOutbox()
-        >>> a = box.enqueue(OutboxDraft("l", "t", 1, dedupe_key="k"), now=1)
-        >>> box.enqueue(OutboxDraft("l", "t", 2, dedupe_key="k"), now=2) == a
-        True
-        """
-        draft = _check_draft(draft)
-        payload = _encode_payload(draft.payload)
-        now = _integer(now, "now", 0)
-        with self._db.write() as connection:
-            return self._add(connection, draft, payload, now)
-
-    def enqueue_many(self, drafts: Iterable[OutboxDraft], now: int) -> list[OutboxMessage]:
-        """Enqueue every draft in order in one transaction (all or nothing).
-
-        Dedupe applies within the batch too: a later draft whose key an
-        earlier one holds returns the earlier draft's message.
-        """
-        checked = _check_drafts(drafts)
-        payloads = [_encode_payload(d.payload) for d in checked]
-        now = _integer(now, "now", 0)
-        with self._db.write() as connection:
-            return [
-                self._add(connection, d, p, now) for d, p in zip(checked, payloads, strict=True)
-            ]
-
-    def claim(
-        self, lane: str, target: str, limit: int, lease_ms: int, consumer_id: str, now: int
-    ) -> list[OutboxMessage]:
-        """Claim up to ``limit`` due messages of ``lane`` and ``target``, oldest first.
-
-        Due: pending with ``available_at <= now``, or claimed with
-        ``lease_expires_at <= now`` (its worker is presumed dead). Each claimed
-        message gets ``claimed_by = consumer_id``, a fresh ``claim_token``,
-        ``lease_expires_at = now + lease_ms`` and ``attempt_count + 1``. Before
-        that, every message of this lane and target whose lease expired with
-        ``attempt_count >= max_attempts`` becomes ``dead_letter`` with
-        ``last_error = "lease expired"`` and cleared claim fields, whatever
-        ``limit`` is. Order: ``created_at``, then enqueue order. Atomic across
-        threads and processes: two claimers never get the same message.
-
-        Raises:
-            OutboxValidationError: a blank lane, target or consumer id, a
-                negative limit, ``lease_ms < 1`` or a bad ``now``.
-            StoreUnavailable: the database failed; nothing changed.
-
-        >>> box = MemoryOutbox()
-        >>> _ = box.enqueue(OutboxDraft("l", "t", "x"), now=0)
-        >>> [m.lease_expires_at for m in box.claim("l", "t", 10, 500, "w1", now=100)]
-        [600]
-        """
-        lane, target, limit, lease_ms, consumer_id, now = _check_claim(
-            lane, target, limit, lease_ms, consumer_id, now
-        )
-        lease_expires_at = now + lease_ms
-        with self._db.write() as connection:
-            connection.execute(_SWEEP, (LEASE_EXPIRED, now, lane, target, now))
-            if limit == 0:
-                return []
-            pending = connection.execute(_DUE_PENDING, (lane, target, now, limit)).fetchall()
-            expired = connection.execute(_DUE_EXPIRED, (lane, target, now, limit)).fetchall()
-            rows = heapq.nsmallest(limit, pending + expired, key=_row_order)
-            tokens = [_new_id() for _ in rows]
-            connection.executemany(
-                _TAKE,
-                [
-                    (consumer_id, token, lease_expires_at, now, row[0])
-                    for row, token in zip(rows, tokens, strict=True)
-                ],
-            )
-        return [
-            msgspec.structs.replace(
-                _from_row(row),
-                status="claimed",
-                claimed_by=consumer_id,
-                claim_token=token,
-                lease_expires_at=lease_expires_at,
-                attempt_count=row[8] + 1,
-                updated_at=now,
-            )
-            for row, token in zip(rows, tokens, strict=True)
-        ]
-
-    def ack(self, outbox_id: str, claim_token: str | None, now: int) -> bool:
-        """Mark the message delivered if ``claim_token`` still holds its claim.
-
-        Returns True (status ``delivered``, token and lease cleared,
-        ``claimed_by`` kept) when the message is claimed with this token --
-        even past its lease, as long as nobody claimed it again -- and False
-        otherwise (unknown id, another claim, already delivered or
-        dead-lettered, a None token), changing nothing. ``claim_token`` may be
-        None so that ``ack(m.outbox_id, m.claim_token, now)`` type-checks for
-        any message.
-
-        Raises:
-            OutboxValidationError: an argument of the wrong type or a bad ``now``.
-            StoreUnavailable: the database failed.
-        """
-        outbox_id = _any_text(outbox_id, "outbox_id")
-        claim_token = _token(claim_token)
-        now = _integer(now, "now", 0)
-        if claim_token is None:
-            return False
-        with self._db.write() as connection:
-            return connection.execute(_ACK, (now, outbox_id, claim_token)).rowcount == 1
-
-    def nack(
-        self, outbox_id: str, claim_token: str | None, error: str, retry_at: int, now: int
-    ) -> NackOutcome:
-        """Give a claimed message back after a failed delivery.
-
-        * ``"lost_claim"``: ``claim_token`` no longer holds the claim (or is
-          None); nothing changes.
-        * ``"dead_lettered"``: ``attempt_count >= max_attempts``; status
-          ``dead_letter``, ``last_error = error``, claim fields cleared.
-        * ``"requeued"``: otherwise; status ``pending``, ``available_at =
-          retry_at``, ``last_error = error``, claim fields cleared.
-
-        Raises:
-            OutboxValidationError: an argument of the wrong type, or a bad
-                ``retry_at`` or ``now``.
-            StoreUnavailable: the database failed.
-        """
-        outbox_id, claim_token, error, retry_at, now = _check_nack(
-            outbox_id, claim_token, error, retry_at, now
-        )
-        if claim_token is None:
-            return "lost_claim"
-        with self._db.write() as connection:
-            row = connection.execute(_HOLDER, (outbox_id, claim_token)).fetchone()
-            if row is None:
-                return "lost_claim"
-            attempt_count, max_attempts = row
-            if attempt_count >= max_attempts:
-                connection.execute(_BURY, (error, now, outbox_id))
-                return "dead_lettered"
-            connection.execute(_REQUEUE, (retry_at, error, now, outbox_id))
-            return "requeued"
-
-    def get(self, outbox_id: str) -> OutboxMessage | None:
-        """The message with this id, or None."""
-        outbox_id = _any_text(outbox_id, "outbox_id")
-        with self._db.read() as connection:
-            row = connection.execute(f"{_SELECT} WHERE outbox_id = ?", (outbox_id,)).fetchone()
-        return None if row is None else _from_row(row)
-
-    def list(
-        self, status: str | None = None, limit: int = 100, *, lane_prefix: str | None = None
-    ) -> builtins.list[OutboxMessage]:
-        """Up to ``limit`` messages, oldest first (``created_at``, then enqueue order).
-
-        ``status`` keeps one status; ``lane_prefix`` keeps lanes starting with it.
-        Reads one consistent snapshot.
-
-        Raises:
-            OutboxValidationError: an unknown status (field ``"status"``) or a
-                negative limit.
-        """
-        status, limit, prefix = _check_list(status, limit, lane_prefix)
-        clauses: builtins.list[str] = []
-        params: builtins.list[Any] = []
-        if status is not None:
-            clauses.append("status = ?")
-            params.append(status)
-        if prefix:
-            clauses.append("substr(lane, 1, ?) = ?")
-            params += [len(prefix), prefix]
-        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        with self._db.read() as connection:
-            rows = connection.execute(
-                f"{_SELECT}{where} ORDER BY created_at, seq LIMIT ?", (*params, limit)
-            ).fetchall()
-        return [_from_row(row) for row in rows]
+def _through(now: int | None) -> int:
+    """``now`` handed on unchecked: the inner store checks it, and None is the
+    database's clock of a store that has one (PostgresOutbox)."""
+    return cast(int, now)
 
 
 # -- scopes ----------------------------------------------------------------------
@@ -994,47 +829,78 @@ class ScopedOutbox:
             dedupe_key=None if dedupe_key is None else dedupe_key[n:],
         )
 
-    def enqueue(self, draft: OutboxDraft, now: int) -> OutboxMessage:
+    def enqueue(self, draft: OutboxDraft, now: int | None = None) -> OutboxMessage:
         """Enqueue ``draft`` in this scope (dedupe keys are per scope)."""
-        return self._out(self.inner.enqueue(self._in(_check_draft(draft)), now))
+        return self._out(self.inner.enqueue(self._in(_check_draft(draft)), _through(now)))
 
-    def enqueue_many(self, drafts: Iterable[OutboxDraft], now: int) -> list[OutboxMessage]:
+    def enqueue_many(
+        self, drafts: Iterable[OutboxDraft], now: int | None = None
+    ) -> builtins.list[OutboxMessage]:
         """Enqueue several drafts in this scope, all or nothing."""
         scoped = [self._in(d) for d in _check_drafts(drafts)]
-        return [self._out(m) for m in self.inner.enqueue_many(scoped, now)]
+        return [self._out(m) for m in self.inner.enqueue_many(scoped, _through(now))]
 
     def claim(
-        self, lane: str, target: str, limit: int, lease_ms: int, consumer_id: str, now: int
-    ) -> list[OutboxMessage]:
+        self,
+        lane: str,
+        target: str,
+        limit: int,
+        lease_ms: int,
+        consumer_id: str,
+        now: int | None = None,
+    ) -> builtins.list[OutboxMessage]:
         """Claim due messages of this scope's ``lane`` (rules of the inner store)."""
         lane = _text(lane, "lane", "")
         return [
             self._out(m)
             for m in self.inner.claim(
-                self._prefix + lane, target, limit, lease_ms, consumer_id, now
+                self._prefix + lane,
+                target,
+                limit,
+                lease_ms,
+                consumer_id,
+                _through(now),
             )
         ]
 
-    def ack(self, outbox_id: str, claim_token: str | None, now: int) -> bool:
+    def ack(self, outbox_id: str, claim_token: str | None, now: int | None = None) -> bool:
         """Ack a message of this scope; False for any other scope's message."""
         outbox_id = _any_text(outbox_id, "outbox_id")
         claim_token = _token(claim_token)
-        now = _integer(now, "now", 0)
-        # A message's lane never changes, so checking the scope first is race-free.
-        if not self._mine(self.inner.get(outbox_id)):
-            return False
-        return self.inner.ack(outbox_id, claim_token, now)
+        (acked,) = self.ack_many([(outbox_id, claim_token)], now)
+        return acked
+
+    def ack_many(
+        self,
+        claims: Iterable[tuple[str, str | None]],
+        now: int | None = None,
+        *,
+        lane_prefix: str | None = None,
+    ) -> builtins.list[bool]:
+        """Ack this scope's claimed messages in one transaction of the inner
+        store; False for any other scope's message."""
+        if lane_prefix is not None:
+            lane_prefix = _any_text(lane_prefix, "lane_prefix")
+        prefix = self._prefix + (lane_prefix or "")
+        # The inner store checks the lane in the transaction that acks.
+        return self.inner.ack_many(claims, _through(now), lane_prefix=prefix)
 
     def nack(
-        self, outbox_id: str, claim_token: str | None, error: str, retry_at: int, now: int
+        self,
+        outbox_id: str,
+        claim_token: str | None,
+        error: str,
+        retry_at: int,
+        now: int | None = None,
     ) -> NackOutcome:
         """Nack a message of this scope; ``"lost_claim"`` for any other scope's message."""
-        outbox_id, claim_token, error, retry_at, now = _check_nack(
-            outbox_id, claim_token, error, retry_at, now
+        outbox_id, claim_token, error, retry_at, _ = _check_nack(
+            outbox_id, claim_token, error, retry_at, 0 if now is None else now
         )
+        # A message's lane never changes, so checking the scope first is race-free.
         if not self._mine(self.inner.get(outbox_id)):
             return "lost_claim"
-        return self.inner.nack(outbox_id, claim_token, error, retry_at, now)
+        return self.inner.nack(outbox_id, claim_token, error, retry_at, _through(now))
 
     def get(self, outbox_id: str) -> OutboxMessage | None:
         """The message with this id if it belongs to this scope, else None."""
@@ -1046,7 +912,7 @@ class ScopedOutbox:
     def list(
         self, status: str | None = None, limit: int = 100, *, lane_prefix: str | None = None
     ) -> builtins.list[OutboxMessage]:
-        """This scope's messages, oldest first (see :meth:`SqliteOutbox.list`)."""
+        """This scope's messages, oldest first (see :meth:`OutboxStore.list`)."""
         if lane_prefix is not None:
             lane_prefix = _any_text(lane_prefix, "lane_prefix")
         prefix = self._prefix + (lane_prefix or "")

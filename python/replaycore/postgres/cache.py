@@ -1,0 +1,244 @@
+"""The result cache (SPEC sections 5 and 12) in PostgreSQL, shared by every
+worker on every machine that points at the same database."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg_pool
+
+from replaycore.cache import (
+    DEFAULT_LEASE_S,
+    CacheStats,
+    _BaseCache,
+    _Claim,
+    _Fresh,
+    _stats,
+    _Stored,
+)
+from replaycore.postgres._engine import (
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_SCHEMA,
+    DEFAULT_TIMEOUT_S,
+    Engine,
+    PostgresStore,
+    lock_key,
+)
+
+__all__ = ["PostgresResultCache"]
+
+# The time a statement works with: the caller's clock when it gave one, else
+# the database's (the start of the statement, in seconds).
+_NOW = "COALESCE(%(now)s::float8, extract(epoch FROM statement_timestamp())::float8)"
+_COLUMNS = "intent_id, outcome, ttl_s, stored_at, expires_at, access_count"
+
+
+def _stored(row: tuple[Any, ...]) -> _Stored:
+    return _Stored(bytes(row[0]).decode(), bytes(row[1]), row[2], row[3], row[4], int(row[5]))
+
+
+class PostgresResultCache(_BaseCache, PostgresStore):
+    """The result cache of SPEC section 5 in PostgreSQL.
+
+    Same behaviour as :class:`~replaycore.cache.ResultCache` and
+    :class:`~replaycore.sqlite.SqliteResultCache` (one behaviour suite runs
+    over all of them): ``get`` / ``put`` / ``cleanup_expired`` / ``stats``,
+    and ``execute`` / ``aexecute`` / :func:`~replaycore.cache.idempotent`
+    running a step at most once per live key, with in-progress leases that
+    lapse after ``lease_s`` seconds so a crashed caller blocks a key only
+    that long.
+
+    **Clock.** ``clock=None`` (the default) stamps entries and leases with the
+    database server's clock, so workers whose own clocks disagree still agree
+    on what has expired; times are then the server's epoch seconds. A
+    callable ``clock`` (tests, or a shared clock of your own) is used as in
+    the other caches; every process sharing a schema should then use the
+    same one.
+
+    **Concurrency.** A hit is one statement (the access is counted in it). A
+    miss claims the key in a transaction that first takes a transaction-level
+    advisory lock on the key; storing the outcome takes the same lock, so the
+    claim and the outcome are serialized per key across every process and N
+    callers racing ``execute`` on one key run ``fn`` once. Every operation is
+    one transaction; what returned survives a server crash.
+
+    ``dsn_or_pool``, ``schema``, ``timeout_s`` and ``max_connections`` are
+    those of :class:`~replaycore.postgres.PostgresIdempotencyStore`.
+
+    Raises:
+        InvalidArgument / InvalidArgumentType: a bad argument, naming it.
+        StoreUnavailable: the server is unreachable or the connection broke,
+            with the driver's error as ``__cause__``. The operation may or may
+            not have committed; each is safe to retry (an ``execute`` whose
+            outcome was stored is a hit when retried; one whose lease was
+            taken but whose outcome was not stored finds the key in progress
+            until the lease lapses).
+    """
+
+    def __init__(
+        self,
+        dsn_or_pool: str | psycopg_pool.ConnectionPool[Any],
+        clock: Any = None,
+        lease_s: float = DEFAULT_LEASE_S,
+        *,
+        schema: str = DEFAULT_SCHEMA,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    ) -> None:
+        _BaseCache.__init__(self, clock, lease_s)
+        self._engine = engine = Engine(
+            dsn_or_pool,
+            schema=schema,
+            timeout_s=timeout_s,
+            max_connections=max_connections,
+            owner="result cache",
+        )
+        results = engine.table("cache_results")
+        leases = engine.table("cache_leases")
+        self._namespace = f"{engine.schema}.cache"
+        self._lock = "SELECT pg_advisory_xact_lock(%s, %s)"
+        # A live entry with its access counted; an expired one is deleted.
+        self._read_sql = (
+            f"WITH t AS (SELECT {_NOW} AS now), "
+            f"hit AS (UPDATE {results} r SET access_count = r.access_count + 1 FROM t "
+            f"WHERE r.key = %(key)s AND t.now < r.expires_at RETURNING {_COLUMNS}), "
+            f"gone AS (DELETE FROM {results} r USING t "
+            "WHERE r.key = %(key)s AND t.now >= r.expires_at) "
+            "SELECT * FROM hit"
+        )
+        # Under the key's lock: a hit, else a live lease of another caller,
+        # else a new lease for us.
+        self._claim_sql = (
+            f"WITH t AS (SELECT {_NOW} AS now), "
+            f"hit AS (UPDATE {results} r SET access_count = r.access_count + 1 FROM t "
+            f"WHERE r.key = %(key)s AND t.now < r.expires_at RETURNING {_COLUMNS}), "
+            f"gone AS (DELETE FROM {results} r USING t "
+            "WHERE r.key = %(key)s AND t.now >= r.expires_at), "
+            f"held AS (SELECT l.expires_at FROM {leases} l, t "
+            "WHERE l.key = %(key)s AND t.now < l.expires_at AND NOT EXISTS (SELECT FROM hit)), "
+            f"taken AS (INSERT INTO {leases} (key, token, expires_at) "
+            "SELECT %(key)s, %(token)s, t.now + %(lease)s FROM t "
+            "WHERE NOT EXISTS (SELECT FROM hit) AND NOT EXISTS (SELECT FROM held) "
+            "ON CONFLICT (key) DO UPDATE SET token = EXCLUDED.token, "
+            "expires_at = EXCLUDED.expires_at RETURNING 1) "
+            f"SELECT 'hit', {_COLUMNS}, NULL::float8 FROM hit "
+            "UNION ALL SELECT 'held', NULL, NULL, NULL, NULL, NULL, NULL, expires_at FROM held "
+            "UNION ALL SELECT 'claimed', NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM taken"
+        )
+        # Under the key's lock: store the outcome unless a live entry appeared
+        # meanwhile (first completion wins), and drop our lease.
+        self._complete_sql = (
+            f"WITH t AS (SELECT {_NOW} AS now), "
+            f"put AS (INSERT INTO {results} (key, {_COLUMNS}) "
+            "SELECT %(key)s, %(intent_id)s, %(outcome)s, %(ttl_s)s, t.now, "
+            "t.now + %(ttl_s)s, %(access_count)s FROM t "
+            "WHERE %(outcome)s::bytea IS NOT NULL "
+            f"ON CONFLICT (key) DO UPDATE SET intent_id = EXCLUDED.intent_id, "
+            "outcome = EXCLUDED.outcome, ttl_s = EXCLUDED.ttl_s, "
+            "stored_at = EXCLUDED.stored_at, expires_at = EXCLUDED.expires_at, "
+            "access_count = EXCLUDED.access_count "
+            f"WHERE {results}.expires_at <= EXCLUDED.stored_at) "
+            f"DELETE FROM {leases} WHERE key = %(key)s AND token = %(token)s"
+        )
+        # Store or replace; xmax = 0 tells a fresh insert from a replacement.
+        self._write_sql = (
+            f"WITH t AS (SELECT {_NOW} AS now) "
+            f"INSERT INTO {results} (key, {_COLUMNS}) "
+            "SELECT %(key)s, %(intent_id)s, %(outcome)s, %(ttl_s)s, t.now, "
+            "t.now + %(ttl_s)s, %(access_count)s FROM t "
+            "ON CONFLICT (key) DO UPDATE SET intent_id = EXCLUDED.intent_id, "
+            "outcome = EXCLUDED.outcome, ttl_s = EXCLUDED.ttl_s, "
+            "stored_at = EXCLUDED.stored_at, expires_at = EXCLUDED.expires_at, "
+            "access_count = EXCLUDED.access_count "
+            f"RETURNING (xmax = 0)"
+        )
+        self._cleanup_sql = (
+            f"WITH t AS (SELECT {_NOW} AS now), "
+            f"gone AS (DELETE FROM {results} r USING t WHERE r.expires_at <= t.now RETURNING 1), "
+            f"lapsed AS (DELETE FROM {leases} l USING t WHERE l.expires_at <= t.now) "
+            "SELECT count(*) FROM gone"
+        )
+        self._stats_sql = (
+            f"WITH t AS (SELECT {_NOW} AS now) "
+            "SELECT count(*), count(*) FILTER (WHERE r.expires_at <= t.now), "
+            "COALESCE(sum(r.access_count), 0), COALESCE(sum(r.ttl_s), 0.0) "
+            f"FROM {results} r, t"
+        )
+        self._len_sql = f"SELECT count(*) FROM {results}"
+
+    def __repr__(self) -> str:
+        return (
+            f"PostgresResultCache({self._engine.where!r}, schema={self.schema!r}, "
+            f"lease_s={self._lease_s})"
+        )
+
+    def __len__(self) -> int:
+        ((count,),) = self._engine.rows(self._len_sql)
+        return int(count)
+
+    def _locked(self, key: bytes) -> tuple[str, tuple[int, int]]:
+        return (self._lock, lock_key(self._namespace, key))
+
+    def _read(self, key: str, now: float | None) -> _Stored | None:
+        rows = self._engine.rows(self._read_sql, {"key": key.encode(), "now": now})
+        return _stored(rows[0]) if rows else None
+
+    def _write(self, key: str, fresh: _Fresh, now: float | None) -> bool:
+        raw = key.encode()
+        params = _params(raw, fresh, now)
+        (_, rows) = self._engine.statements([self._locked(raw), (self._write_sql, params)])
+        return bool(rows[0][0])
+
+    def _claim(self, key: str, token: str, now: float | None) -> _Claim:
+        raw = key.encode()
+        # Most claims of a cached key are hits: one statement, no lock.
+        rows = self._engine.rows(self._read_sql, {"key": raw, "now": now})
+        if rows:
+            return _Claim(hit=_stored(rows[0]))
+        params = {"key": raw, "now": now, "token": token, "lease": self._lease_s}
+        (_, rows) = self._engine.statements([self._locked(raw), (self._claim_sql, params)])
+        what, *row, held_until = rows[0]
+        if what == "hit":
+            return _Claim(hit=_stored(tuple(row)))
+        if what == "held":
+            return _Claim(lease_expires_at=float(held_until))
+        return _Claim(claimed=True)
+
+    def _complete(self, key: str, token: str, fresh: _Fresh | None, now: float | None) -> None:
+        raw = key.encode()
+        if fresh is None:
+            params: dict[str, Any] = {
+                "key": raw,
+                "now": now,
+                "token": token,
+                "intent_id": b"",
+                "outcome": None,
+                "ttl_s": 0.0,
+                "access_count": 0,
+            }
+        else:
+            params = _params(raw, fresh, now) | {"token": token}
+        self._engine.statements([self._locked(raw), (self._complete_sql, params)])
+
+    def cleanup_expired(self) -> int:
+        """Remove every expired entry and lapsed lease; return how many entries."""
+        ((count,),) = self._engine.rows(self._cleanup_sql, {"now": self._now()})
+        return int(count)
+
+    def stats(self) -> CacheStats:
+        """A :class:`CacheStats` snapshot (expired entries not yet removed count)."""
+        ((total, expired, accesses, ttl_sum),) = self._engine.rows(
+            self._stats_sql, {"now": self._now()}
+        )
+        return _stats(int(total), int(expired), int(accesses), float(ttl_sum))
+
+
+def _params(key: bytes, fresh: _Fresh, now: float | None) -> dict[str, Any]:
+    return {
+        "key": key,
+        "now": now,
+        "intent_id": fresh.intent_id.encode(),
+        "outcome": fresh.outcome,
+        "ttl_s": fresh.ttl_s,
+        "access_count": fresh.access_count,
+    }

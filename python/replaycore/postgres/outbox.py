@@ -1,0 +1,423 @@
+"""The outbox (SPEC sections 10 and 12) in PostgreSQL: many workers on many
+machines drain one outbox, and no two of them ever hold the same message."""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Iterable
+from typing import Any
+
+import psycopg_pool
+
+from replaycore.errors import InvalidArgument, OutboxValidationError
+from replaycore.outbox import (
+    _DECODER,
+    _INT64_MAX,
+    LEASE_EXPIRED,
+    NackOutcome,
+    OutboxDraft,
+    OutboxMessage,
+    _any_text,
+    _check_claims,
+    _check_draft,
+    _check_drafts,
+    _check_list,
+    _encode_payload,
+    _integer,
+    _new_id,
+    _text,
+    _token,
+    first_acks,
+)
+from replaycore.postgres._engine import (
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_SCHEMA,
+    DEFAULT_TIMEOUT_S,
+    Engine,
+    PostgresStore,
+)
+
+__all__ = ["PostgresOutbox"]
+
+# The time a statement works with, in ms: the caller's ``now`` when given,
+# else the database's clock at the start of the statement.
+_NOW = "COALESCE(%(now)s::bigint, floor(extract(epoch FROM statement_timestamp()) * 1000)::bigint)"
+# With the database's clock, ``now + lease_ms`` must still fit in a bigint;
+# today's epoch milliseconds are about 2**41, so this leaves ample room.
+_MAX_LEASE_WITH_DB_CLOCK = 2**62
+
+_COLUMNS = (
+    "outbox_id, lane, target, payload, dedupe_key, status, available_at, attempt_count, "
+    "max_attempts, claimed_by, claim_token, lease_expires_at, last_error, created_at, updated_at"
+)
+
+
+def _utf8(raw: bytes | None) -> str | None:
+    return None if raw is None else bytes(raw).decode()
+
+
+def _message(row: tuple[Any, ...]) -> OutboxMessage:
+    return OutboxMessage(
+        outbox_id=row[0],
+        lane=bytes(row[1]).decode(),
+        target=bytes(row[2]).decode(),
+        payload=_DECODER.decode(row[3]),
+        dedupe_key=_utf8(row[4]),
+        status=row[5],
+        available_at=row[6],
+        attempt_count=row[7],
+        max_attempts=row[8],
+        claimed_by=_utf8(row[9]),
+        claim_token=row[10],
+        lease_expires_at=row[11],
+        last_error=_utf8(row[12]),
+        created_at=row[13],
+        updated_at=row[14],
+    )
+
+
+def _order(row: tuple[Any, ...]) -> tuple[int, int]:
+    # created_at, then seq (the last column the claim returns)
+    return (row[13], row[15])
+
+
+def _now(now: Any) -> int | None:
+    return None if now is None else _integer(now, "now", 0)
+
+
+class PostgresOutbox(PostgresStore):
+    """The outbox of SPEC section 10 in PostgreSQL.
+
+    Same operations, rules and answers as :class:`~replaycore.outbox.MemoryOutbox`
+    and :class:`~replaycore.sqlite.SqliteOutbox` (one behaviour suite runs
+    over all of them; :class:`~replaycore.outbox.ScopedOutbox` wraps it like
+    any store), plus what many machines need:
+
+    * **Claims** are one statement: ``SELECT ... FOR UPDATE SKIP LOCKED`` picks
+      the oldest due messages of the lane that no concurrent claimer holds
+      locked, and the same statement marks them claimed, after dead-lettering
+      the lane's exhausted expired leases. Concurrent workers never wait on
+      each other's rows and never get the same message.
+    * **Clock.** Every ``now`` defaults to None: the database server's clock
+      (epoch milliseconds), so leases mean the same to every worker whatever
+      its own clock says. A message's ``updated_at`` after a claim is that
+      clock's time, so ``retry_at = message.updated_at + delay`` schedules a
+      retry on it. An explicit ``now`` (tests) works as in the other stores;
+      do not mix the two on one outbox unless your clock is the server's.
+    * **Round trips.** ``enqueue``, ``claim``, ``ack``, ``ack_many`` and
+      ``nack`` are one statement each; ``enqueue_many`` is one transaction in
+      one round trip. What returned survives a server crash.
+
+    ``dsn_or_pool``, ``schema``, ``timeout_s`` and ``max_connections`` are
+    those of :class:`~replaycore.postgres.PostgresIdempotencyStore`.
+
+    Raises:
+        OutboxValidationError: any bad argument (``field`` names it), before
+            anything is sent.
+        StoreUnavailable: the server is unreachable or the connection broke,
+            with the driver's error as ``__cause__``. The operation may or may
+            not have committed, and each is safe to retry: a retried enqueue
+            with a dedupe key returns the stored message (without one it may
+            store a second copy, so give messages dedupe keys), a retried ack
+            of a committed ack is False while the message is delivered, a
+            retried claim may leave the first claim's messages to lapse and be
+            claimed again (at-least-once delivery).
+    """
+
+    def __init__(
+        self,
+        dsn_or_pool: str | psycopg_pool.ConnectionPool[Any],
+        *,
+        schema: str = DEFAULT_SCHEMA,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    ) -> None:
+        try:
+            self._engine = engine = Engine(
+                dsn_or_pool,
+                schema=schema,
+                timeout_s=timeout_s,
+                max_connections=max_connections,
+                owner="outbox",
+            )
+        except InvalidArgument as exc:
+            raise OutboxValidationError(exc.message, exc.argument or "dsn") from None
+        t = engine.table("outbox_messages")
+        select = f"SELECT {_COLUMNS} FROM {t}"
+        self._select = select
+        # A new message, or the one already holding its dedupe key. The
+        # fallback SELECT sees rows committed before this statement began; a
+        # key committed by a concurrent enqueue after that is found by the
+        # retry in _add.
+        self._enqueue_sql = (
+            f"WITH t AS (SELECT {_NOW} AS now), "
+            f"ins AS (INSERT INTO {t} (outbox_id, lane, target, payload, dedupe_key, status, "
+            "available_at, attempt_count, max_attempts, created_at, updated_at) "
+            "SELECT %(id)s, %(lane)s, %(target)s, %(payload)s, %(dedupe_key)s, 'pending', "
+            "%(available_at)s, 0, %(max_attempts)s, t.now, t.now FROM t "
+            f"ON CONFLICT (dedupe_key) DO NOTHING RETURNING {_COLUMNS}) "
+            "SELECT * FROM ins UNION ALL "
+            f"{select} WHERE dedupe_key = %(dedupe_key)s AND NOT EXISTS (SELECT FROM ins)"
+        )
+        self._by_dedupe = f"{select} WHERE dedupe_key = %s"
+        # The claim, in one statement:
+        # * swept: exhausted expired leases of the lane become dead letters,
+        #   through the partial index of claimed rows; SKIP LOCKED leaves rows
+        #   another transaction is acking or claiming to that transaction.
+        # * picked: the oldest due messages, in the order of the partial index
+        #   of open messages; FOR UPDATE SKIP LOCKED makes concurrent claimers
+        #   take disjoint rows without waiting for each other.
+        # The two sets are disjoint (attempts left or not), so both updates
+        # can run in one statement.
+        self._claim_sql = (
+            f"WITH t AS (SELECT {_NOW} AS now), "
+            f"swept AS (UPDATE {t} m SET status = 'dead_letter', last_error = %(expired)s, "
+            "claimed_by = NULL, claim_token = NULL, lease_expires_at = NULL, updated_at = t.now "
+            "FROM t WHERE m.seq IN ("
+            f"SELECT seq FROM {t}, t WHERE lane = %(lane)s AND target = %(target)s "
+            "AND status = 'claimed' AND lease_expires_at <= t.now "
+            "AND attempt_count >= max_attempts FOR UPDATE OF outbox_messages SKIP LOCKED)), "
+            f"picked AS (SELECT seq FROM {t}, t WHERE lane = %(lane)s AND target = %(target)s "
+            "AND status IN ('pending', 'claimed') AND ("
+            "(status = 'pending' AND available_at <= t.now) OR "
+            "(status = 'claimed' AND lease_expires_at <= t.now "
+            "AND attempt_count < max_attempts)) "
+            "ORDER BY created_at, seq LIMIT %(limit)s "
+            "FOR UPDATE OF outbox_messages SKIP LOCKED) "
+            f"UPDATE {t} m SET status = 'claimed', claimed_by = %(consumer)s, "
+            "claim_token = replace(gen_random_uuid()::text, '-', ''), "
+            "lease_expires_at = t.now + %(lease_ms)s, attempt_count = m.attempt_count + 1, "
+            "updated_at = t.now FROM t, picked WHERE m.seq = picked.seq "
+            f"RETURNING {', '.join('m.' + c for c in _COLUMNS.split(', '))}, m.seq"
+        )
+        # Acks: delivered while the token holds the claim, within the lanes
+        # that start with the prefix (ScopedOutbox); ids sorted so that two
+        # acks of overlapping batches lock rows in one order.
+        self._ack_sql = (
+            f"WITH t AS (SELECT {_NOW} AS now), "
+            "c AS (SELECT * FROM unnest(%(ids)s::text[], %(tokens)s::text[]) AS c(id, token) "
+            "ORDER BY id) "
+            f"UPDATE {t} m SET status = 'delivered', claim_token = NULL, "
+            "lease_expires_at = NULL, updated_at = t.now FROM t, c "
+            "WHERE m.outbox_id = c.id AND m.status = 'claimed' AND m.claim_token = c.token "
+            "AND substring(m.lane FROM 1 FOR %(prefix_len)s) = %(prefix)s "
+            "RETURNING m.outbox_id, c.token"
+        )
+        self._nack_sql = (
+            f"WITH t AS (SELECT {_NOW} AS now) "
+            f"UPDATE {t} m SET "
+            "status = CASE WHEN m.attempt_count >= m.max_attempts "
+            "THEN 'dead_letter' ELSE 'pending' END, "
+            "available_at = CASE WHEN m.attempt_count >= m.max_attempts "
+            "THEN m.available_at ELSE %(retry_at)s END, "
+            "last_error = %(error)s, claimed_by = NULL, claim_token = NULL, "
+            "lease_expires_at = NULL, updated_at = t.now FROM t "
+            "WHERE m.outbox_id = %(id)s AND m.status = 'claimed' AND m.claim_token = %(token)s "
+            "RETURNING m.status"
+        )
+        self._get_sql = f"{select} WHERE outbox_id = %s"
+        self._clock_sql = f"SELECT {_NOW}"
+
+    def __repr__(self) -> str:
+        return f"PostgresOutbox({self._engine.where!r}, schema={self.schema!r})"
+
+    # -- enqueue -----------------------------------------------------------------
+
+    @staticmethod
+    def _draft_params(draft: OutboxDraft, payload: bytes, now: int | None) -> dict[str, Any]:
+        return {
+            "id": _new_id(),
+            "lane": draft.lane.encode(),
+            "target": draft.target.encode(),
+            "payload": payload,
+            "dedupe_key": None if draft.dedupe_key is None else draft.dedupe_key.encode(),
+            "available_at": draft.available_at,
+            "max_attempts": draft.max_attempts,
+            "now": now,
+        }
+
+    def enqueue(self, draft: OutboxDraft, now: int | None = None) -> OutboxMessage:
+        """Store ``draft`` as a pending message, or return the one holding its
+        dedupe key; see :meth:`~replaycore.outbox.OutboxStore.enqueue`."""
+        draft = _check_draft(draft)
+        payload = _encode_payload(draft.payload)
+        params = self._draft_params(draft, payload, _now(now))
+        (message,) = self._enqueue_all([params])
+        return message
+
+    def enqueue_many(
+        self, drafts: Iterable[OutboxDraft], now: int | None = None
+    ) -> builtins.list[OutboxMessage]:
+        """Enqueue every draft in order in one transaction (all or nothing); a
+        later draft whose dedupe key an earlier one holds returns that message."""
+        checked = _check_drafts(drafts)
+        payloads = [_encode_payload(d.payload) for d in checked]
+        at = _now(now)
+        if not checked:
+            return []
+        return self._enqueue_all(
+            [self._draft_params(d, p, at) for d, p in zip(checked, payloads, strict=True)]
+        )
+
+    def _enqueue_all(self, batch: builtins.list[dict[str, Any]]) -> builtins.list[OutboxMessage]:
+        results = self._engine.statements([(self._enqueue_sql, p) for p in batch])
+        messages: builtins.list[OutboxMessage | None] = [
+            _message(rows[0]) if rows else None for rows in results
+        ]
+        missing = [i for i, m in enumerate(messages) if m is None]
+        if missing:
+            # A concurrent enqueue committed one of these dedupe keys after the
+            # statement's snapshot: the insert yielded to it, so read it now.
+            found = self._engine.statements(
+                [(self._by_dedupe, (batch[i]["dedupe_key"],)) for i in missing]
+            )
+            for i, rows in zip(missing, found, strict=True):
+                messages[i] = _message(rows[0])
+        return [m for m in messages if m is not None]
+
+    # -- claims ------------------------------------------------------------------
+
+    def claim(
+        self,
+        lane: str,
+        target: str,
+        limit: int,
+        lease_ms: int,
+        consumer_id: str,
+        now: int | None = None,
+    ) -> builtins.list[OutboxMessage]:
+        """Claim up to ``limit`` due messages of ``lane`` and ``target``, oldest
+        first, in one statement; see :meth:`~replaycore.outbox.OutboxStore.claim`."""
+        lane = _text(lane, "lane", "")
+        target = _text(target, "target", "")
+        limit = _integer(limit, "limit", 0)
+        lease_ms = _integer(lease_ms, "lease_ms", 1)
+        consumer_id = _text(consumer_id, "consumer_id", "")
+        at = _now(now)
+        ceiling = _MAX_LEASE_WITH_DB_CLOCK if at is None else _INT64_MAX - at
+        if lease_ms > ceiling:
+            raise OutboxValidationError(
+                f"now + lease_ms must not exceed 2**63 - 1, got {at} + {lease_ms}"
+                if at is not None
+                else f"lease_ms must be below 2**62 with the database's clock, got {lease_ms}",
+                "lease_ms",
+            )
+        rows = self._engine.rows(
+            self._claim_sql,
+            {
+                "now": at,
+                "expired": LEASE_EXPIRED.encode(),
+                "lane": lane.encode(),
+                "target": target.encode(),
+                "limit": limit,
+                "consumer": consumer_id.encode(),
+                "lease_ms": lease_ms,
+            },
+        )
+        return [_message(row) for row in sorted(rows, key=_order)]
+
+    def ack(self, outbox_id: str, claim_token: str | None, now: int | None = None) -> bool:
+        """Mark a claimed message delivered; see :meth:`~replaycore.outbox.OutboxStore.ack`."""
+        outbox_id = _any_text(outbox_id, "outbox_id")
+        claim_token = _token(claim_token)
+        (acked,) = self._ack([(outbox_id, claim_token)], _now(now), "")
+        return acked
+
+    def ack_many(
+        self,
+        claims: Iterable[tuple[str, str | None]],
+        now: int | None = None,
+        *,
+        lane_prefix: str | None = None,
+    ) -> builtins.list[bool]:
+        """Ack every ``(outbox_id, claim_token)`` in one statement; see
+        :meth:`~replaycore.outbox.OutboxStore.ack_many`."""
+        checked = _check_claims(claims)
+        at = _now(now)
+        prefix = "" if lane_prefix is None else _any_text(lane_prefix, "lane_prefix")
+        return self._ack(checked, at, prefix)
+
+    def _ack(
+        self, claims: builtins.list[tuple[str, str | None]], now: int | None, prefix: str
+    ) -> builtins.list[bool]:
+        wanted = sorted({(i, t) for i, t in claims if t is not None})
+        if not wanted:
+            return [False] * len(claims)
+        raw_prefix = prefix.encode()
+        rows = self._engine.rows(
+            self._ack_sql,
+            {
+                "now": now,
+                "ids": [i for i, _ in wanted],
+                "tokens": [t for _, t in wanted],
+                "prefix_len": len(raw_prefix),
+                "prefix": raw_prefix,
+            },
+        )
+        return first_acks(claims, {(i, t) for i, t in rows})
+
+    def nack(
+        self,
+        outbox_id: str,
+        claim_token: str | None,
+        error: str,
+        retry_at: int,
+        now: int | None = None,
+    ) -> NackOutcome:
+        """Requeue or dead-letter a claimed message in one statement; see
+        :meth:`~replaycore.outbox.OutboxStore.nack`."""
+        outbox_id = _any_text(outbox_id, "outbox_id")
+        claim_token = _token(claim_token)
+        error = _any_text(error, "error")
+        retry_at = _integer(retry_at, "retry_at", 0)
+        at = _now(now)
+        if claim_token is None:
+            return "lost_claim"
+        rows = self._engine.rows(
+            self._nack_sql,
+            {
+                "now": at,
+                "id": outbox_id,
+                "token": claim_token,
+                "error": error.encode(),
+                "retry_at": retry_at,
+            },
+        )
+        if not rows:
+            return "lost_claim"
+        return "dead_lettered" if rows[0][0] == "dead_letter" else "requeued"
+
+    # -- reading -----------------------------------------------------------------
+
+    def get(self, outbox_id: str) -> OutboxMessage | None:
+        """The message with this id, or None."""
+        outbox_id = _any_text(outbox_id, "outbox_id")
+        rows = self._engine.rows(self._get_sql, (outbox_id,))
+        return _message(rows[0]) if rows else None
+
+    def list(
+        self, status: str | None = None, limit: int = 100, *, lane_prefix: str | None = None
+    ) -> builtins.list[OutboxMessage]:
+        """Up to ``limit`` messages, oldest first, read from one snapshot; see
+        :meth:`~replaycore.outbox.OutboxStore.list`."""
+        status, limit, prefix = _check_list(status, limit, lane_prefix)
+        clauses: builtins.list[str] = []
+        params: dict[str, Any] = {"limit": limit}
+        if status is not None:
+            clauses.append("status = %(status)s")
+            params["status"] = status
+        if prefix:
+            raw = prefix.encode()
+            clauses.append("substring(lane FROM 1 FOR %(prefix_len)s) = %(prefix)s")
+            params |= {"prefix_len": len(raw), "prefix": raw}
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self._engine.rows(
+            f"{self._select}{where} ORDER BY created_at, seq LIMIT %(limit)s", params
+        )
+        return [_message(row) for row in rows]
+
+    def database_time_ms(self) -> int:
+        """The database server's clock in epoch milliseconds: the ``now`` that
+        ``now=None`` stands for (to compute ``available_at`` or ``retry_at``)."""
+        ((value,),) = self._engine.rows(self._clock_sql, {"now": None})
+        return int(value)
