@@ -466,6 +466,73 @@ def test_ack_refusals_change_nothing(box):
     assert pending.outbox_id == held.outbox_id
 
 
+def test_ack_many_acks_each_claim_in_order(box):
+    box.enqueue_many([draft(n) for n in range(4)], now=0)
+    held = box.claim("email", "smtp", 3, LEASE, "w", now=5)  # payloads 0, 1, 2
+    pending = box.list(status="pending")[0]  # payload 3, never claimed
+    claims = [(m.outbox_id, m.claim_token) for m in held]
+    results = box.ack_many(
+        [
+            claims[1],
+            (held[0].outbox_id, "0" * 32),  # a token that never held it
+            claims[0],
+            claims[1],  # twice: the second finds it delivered
+            (pending.outbox_id, held[2].claim_token),  # another message's token
+            ("no-such-id", held[2].claim_token),
+            (held[2].outbox_id, None),
+        ],
+        now=9,
+    )
+    assert results == [True, False, True, False, False, False, False]
+    assert [(m.payload, m.status) for m in box.list()] == [
+        (0, "delivered"),
+        (1, "delivered"),
+        (2, "claimed"),
+        (3, "pending"),
+    ]
+    delivered = box.get(held[0].outbox_id)
+    assert delivered == msgspec.structs.replace(
+        held[0], status="delivered", claim_token=None, lease_expires_at=None, updated_at=9
+    )
+    assert box.ack_many([], now=10) == []
+    assert box.ack_many([claims[2]], now=10) == [True]
+
+
+def test_ack_many_after_a_lease_was_taken_over(box):
+    box.enqueue(draft(), now=0)
+    first = claim_one(box, now=0, lease_ms=5, consumer_id="w1")
+    second = claim_one(box, now=10, consumer_id="w2")  # w1's lease ran out
+    assert box.ack_many([(first.outbox_id, first.claim_token)], now=11) == [False]
+    assert box.get(first.outbox_id).claimed_by == "w2"
+    assert box.ack_many([(second.outbox_id, second.claim_token)], now=12) == [True]
+
+
+@pytest.mark.parametrize(
+    ("claims", "field"),
+    [
+        (None, "claims"),
+        ("ab", "claims"),
+        (b"ab", "claims"),
+        (5, "claims"),
+        ([("id",)], "claims"),
+        ([("id", "t", "x")], "claims"),
+        (["id"], "claims"),
+        ([(5, "t")], "outbox_id"),
+        ([("id", 5)], "claim_token"),
+        ([("id", "\ud800")], "claim_token"),
+    ],
+)
+def test_ack_many_checks_every_claim_before_acking(box, claims, field):
+    box.enqueue(draft(), now=0)
+    held = claim_one(box, now=1)
+    good = (held.outbox_id, held.claim_token)
+    batch = [good, *claims] if isinstance(claims, list) else claims
+    assert field_of(box.ack_many, batch, now=2) == field
+    assert box.get(held.outbox_id).status == "claimed"
+    assert field_of(box.ack_many, [good], now=-1) == "now"
+    assert box.get(held.outbox_id).status == "claimed"
+
+
 def test_nack_requeues(box):
     box.enqueue(draft(max_attempts=3), now=0)
     claimed = claim_one(box, now=10, consumer_id="w1")
@@ -648,6 +715,21 @@ def test_a_scope_never_claims_acks_or_nacks_another_scopes_messages(box):
     assert a.nack(held[1].outbox_id, held[1].claim_token, "x", 0, now=7) == "requeued"
     assert [(m.payload, m.status) for m in a.list()] == [("A1", "delivered"), ("A2", "pending")]
     assert b.list() == []
+
+
+def test_a_scope_acks_many_of_its_own_messages_only(box):
+    a = ScopedOutbox(box, "a")
+    b = ScopedOutbox(box, "b")
+    a.enqueue(draft("A"), now=1)
+    b.enqueue(draft("B"), now=1)
+    (mine,) = a.claim("email", "smtp", 10, LEASE, "wa", now=5)
+    (theirs,) = b.claim("email", "smtp", 10, LEASE, "wb", now=5)
+    claims = [(theirs.outbox_id, theirs.claim_token), (mine.outbox_id, mine.claim_token)]
+    assert a.ack_many(claims, now=6) == [False, True]
+    assert b.get(theirs.outbox_id).status == "claimed"
+    assert a.get(mine.outbox_id).status == "delivered"
+    assert b.ack_many(claims, now=7) == [True, False]
+    assert a.ack_many([(mine.outbox_id, mine.claim_token)], now=8, lane_prefix="sms") == [False]
 
 
 def test_scope_lists_filter_before_the_limit(box):

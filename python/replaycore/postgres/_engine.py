@@ -325,9 +325,8 @@ class Engine:
         )
         version = self._version(connection, version_table)
         for number in range(version, len(MIGRATIONS)):
-            for statement in MIGRATIONS[number].split(";"):
-                if statement.strip():
-                    connection.execute(statement.replace("{schema}", f'"{self.schema}"'))
+            for statement in MIGRATIONS[number]:
+                connection.execute(statement.replace("{schema}", f'"{self.schema}"').encode())
             connection.execute(f"UPDATE {version_table} SET version = %s", (number + 1,))
 
     def _version(self, connection: psycopg.Connection[Any], version_table: str) -> int:

@@ -55,12 +55,14 @@ class PostgresResultCache(_BaseCache, PostgresStore):
     the other caches; every process sharing a schema should then use the
     same one.
 
-    **Concurrency.** A hit is one statement (the access is counted in it). A
-    miss claims the key in a transaction that first takes a transaction-level
-    advisory lock on the key; storing the outcome takes the same lock, so the
-    claim and the outcome are serialized per key across every process and N
-    callers racing ``execute`` on one key run ``fn`` once. Every operation is
-    one transaction; what returned survives a server crash.
+    **Concurrency.** ``execute`` claims its key with one call of the
+    schema's ``cache_claim`` function (one round trip: a hit with its access
+    counted, another caller's live lease, or a new lease) and stores the
+    outcome with ``cache_complete``; both take a transaction-level advisory
+    lock on the key first, so claims and outcomes are serialized per key
+    across every process, and N callers racing ``execute`` on one key run
+    ``fn`` once. Every operation is one transaction; what returned survives a
+    server crash.
 
     ``dsn_or_pool``, ``schema``, ``timeout_s`` and ``max_connections`` are
     those of :class:`~replaycore.postgres.PostgresIdempotencyStore`.
@@ -95,8 +97,8 @@ class PostgresResultCache(_BaseCache, PostgresStore):
         )
         results = engine.table("cache_results")
         leases = engine.table("cache_leases")
-        self._namespace = f"{engine.schema}.cache"
-        self._lock = "SELECT pg_advisory_xact_lock(%s, %s)"
+        # The key's advisory locks of this schema's cache (see schema.py).
+        self._lock_space = lock_key(f"{engine.schema}.cache", b"")[0]
         # A live entry with its access counted; an expired one is deleted.
         self._read_sql = (
             f"WITH t AS (SELECT {_NOW} AS now), "
@@ -106,39 +108,13 @@ class PostgresResultCache(_BaseCache, PostgresStore):
             "WHERE r.key = %(key)s AND t.now >= r.expires_at) "
             "SELECT * FROM hit"
         )
-        # Under the key's lock: a hit, else a live lease of another caller,
-        # else a new lease for us.
         self._claim_sql = (
-            f"WITH t AS (SELECT {_NOW} AS now), "
-            f"hit AS (UPDATE {results} r SET access_count = r.access_count + 1 FROM t "
-            f"WHERE r.key = %(key)s AND t.now < r.expires_at RETURNING {_COLUMNS}), "
-            f"gone AS (DELETE FROM {results} r USING t "
-            "WHERE r.key = %(key)s AND t.now >= r.expires_at), "
-            f"held AS (SELECT l.expires_at FROM {leases} l, t "
-            "WHERE l.key = %(key)s AND t.now < l.expires_at AND NOT EXISTS (SELECT FROM hit)), "
-            f"taken AS (INSERT INTO {leases} (key, token, expires_at) "
-            "SELECT %(key)s, %(token)s, t.now + %(lease)s FROM t "
-            "WHERE NOT EXISTS (SELECT FROM hit) AND NOT EXISTS (SELECT FROM held) "
-            "ON CONFLICT (key) DO UPDATE SET token = EXCLUDED.token, "
-            "expires_at = EXCLUDED.expires_at RETURNING 1) "
-            f"SELECT 'hit', {_COLUMNS}, NULL::float8 FROM hit "
-            "UNION ALL SELECT 'held', NULL, NULL, NULL, NULL, NULL, NULL, expires_at FROM held "
-            "UNION ALL SELECT 'claimed', NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM taken"
+            f"SELECT * FROM {engine.table('cache_claim')}"
+            "(%(lock)s, %(key)s, %(token)s, %(now)s, %(lease)s)"
         )
-        # Under the key's lock: store the outcome unless a live entry appeared
-        # meanwhile (first completion wins), and drop our lease.
         self._complete_sql = (
-            f"WITH t AS (SELECT {_NOW} AS now), "
-            f"put AS (INSERT INTO {results} (key, {_COLUMNS}) "
-            "SELECT %(key)s, %(intent_id)s, %(outcome)s, %(ttl_s)s, t.now, "
-            "t.now + %(ttl_s)s, %(access_count)s FROM t "
-            "WHERE %(outcome)s::bytea IS NOT NULL "
-            f"ON CONFLICT (key) DO UPDATE SET intent_id = EXCLUDED.intent_id, "
-            "outcome = EXCLUDED.outcome, ttl_s = EXCLUDED.ttl_s, "
-            "stored_at = EXCLUDED.stored_at, expires_at = EXCLUDED.expires_at, "
-            "access_count = EXCLUDED.access_count "
-            f"WHERE {results}.expires_at <= EXCLUDED.stored_at) "
-            f"DELETE FROM {leases} WHERE key = %(key)s AND token = %(token)s"
+            f"SELECT FROM {engine.table('cache_complete')}(%(lock)s, %(key)s, %(token)s, "
+            "%(now)s, %(intent_id)s, %(outcome)s, %(ttl_s)s, %(access_count)s)"
         )
         # Store or replace; xmax = 0 tells a fresh insert from a replacement.
         self._write_sql = (
@@ -176,28 +152,23 @@ class PostgresResultCache(_BaseCache, PostgresStore):
         ((count,),) = self._engine.rows(self._len_sql)
         return int(count)
 
-    def _locked(self, key: bytes) -> tuple[str, tuple[int, int]]:
-        return (self._lock, lock_key(self._namespace, key))
-
     def _read(self, key: str, now: float | None) -> _Stored | None:
         rows = self._engine.rows(self._read_sql, {"key": key.encode(), "now": now})
         return _stored(rows[0]) if rows else None
 
     def _write(self, key: str, fresh: _Fresh, now: float | None) -> bool:
-        raw = key.encode()
-        params = _params(raw, fresh, now)
-        (_, rows) = self._engine.statements([self._locked(raw), (self._write_sql, params)])
+        rows = self._engine.rows(self._write_sql, _params(key.encode(), fresh, now))
         return bool(rows[0][0])
 
     def _claim(self, key: str, token: str, now: float | None) -> _Claim:
-        raw = key.encode()
-        # Most claims of a cached key are hits: one statement, no lock.
-        rows = self._engine.rows(self._read_sql, {"key": raw, "now": now})
-        if rows:
-            return _Claim(hit=_stored(rows[0]))
-        params = {"key": raw, "now": now, "token": token, "lease": self._lease_s}
-        (_, rows) = self._engine.statements([self._locked(raw), (self._claim_sql, params)])
-        what, *row, held_until = rows[0]
+        params = {
+            "lock": self._lock_space,
+            "key": key.encode(),
+            "token": token,
+            "now": now,
+            "lease": self._lease_s,
+        }
+        ((what, *row, held_until),) = self._engine.rows(self._claim_sql, params)
         if what == "hit":
             return _Claim(hit=_stored(tuple(row)))
         if what == "held":
@@ -210,15 +181,14 @@ class PostgresResultCache(_BaseCache, PostgresStore):
             params: dict[str, Any] = {
                 "key": raw,
                 "now": now,
-                "token": token,
-                "intent_id": b"",
+                "intent_id": None,
                 "outcome": None,
-                "ttl_s": 0.0,
-                "access_count": 0,
+                "ttl_s": None,
+                "access_count": None,
             }
         else:
-            params = _params(raw, fresh, now) | {"token": token}
-        self._engine.statements([self._locked(raw), (self._complete_sql, params)])
+            params = _params(raw, fresh, now)
+        self._engine.rows(self._complete_sql, params | {"lock": self._lock_space, "token": token})
 
     def cleanup_expired(self) -> int:
         """Remove every expired entry and lapsed lease; return how many entries."""

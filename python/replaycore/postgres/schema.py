@@ -1,6 +1,7 @@
 """The PostgreSQL schema of every store, as ordered migrations.
 
-``MIGRATIONS[i]`` takes a schema from version ``i`` to ``i + 1``; the version
+``MIGRATIONS[i]`` (a sequence of statements) takes a schema from version
+``i`` to ``i + 1``; the version
 is the one row of ``<schema>.replaycore_schema``, and
 :class:`replaycore.postgres._engine.Engine` applies the missing migrations
 under an advisory lock. ``{schema}`` stands for the quoted schema name. One
@@ -31,28 +32,34 @@ __all__ = ["COUNTER_SHARDS", "MIGRATIONS"]
 #: Rows per counter name of the idempotency store.
 COUNTER_SHARDS = 16
 
-_V1 = f"""
-CREATE TABLE IF NOT EXISTS {{schema}}.idempotency_entries (
+_V1 = (
+    """
+CREATE TABLE IF NOT EXISTS {schema}.idempotency_entries (
     client_id       bytea NOT NULL,
     adapter_id      bytea NOT NULL,
     idempotency_key bytea NOT NULL,
     value_type      text  NOT NULL,
     data            bytea NOT NULL,
     PRIMARY KEY (client_id, adapter_id, idempotency_key)
-);
-CREATE TABLE IF NOT EXISTS {{schema}}.idempotency_counters (
+)
+""",
+    """
+CREATE TABLE IF NOT EXISTS {schema}.idempotency_counters (
     name  text     NOT NULL,
     shard smallint NOT NULL,
     value bigint   NOT NULL DEFAULT 0,
     PRIMARY KEY (name, shard)
-);
+)
+""",
+    f"""
 INSERT INTO {{schema}}.idempotency_counters (name, shard)
     SELECT name, shard
     FROM unnest(ARRAY['inserts', 'replays', 'conflicts']) AS name,
          generate_series(0, {COUNTER_SHARDS - 1}) AS shard
-    ON CONFLICT DO NOTHING;
-
-CREATE TABLE IF NOT EXISTS {{schema}}.cache_results (
+    ON CONFLICT DO NOTHING
+""",
+    """
+CREATE TABLE IF NOT EXISTS {schema}.cache_results (
     key          bytea  PRIMARY KEY,
     intent_id    bytea  NOT NULL,
     outcome      bytea  NOT NULL,
@@ -60,15 +67,97 @@ CREATE TABLE IF NOT EXISTS {{schema}}.cache_results (
     stored_at    float8 NOT NULL,
     expires_at   float8 NOT NULL,
     access_count bigint NOT NULL
-);
-CREATE INDEX IF NOT EXISTS cache_results_expiry ON {{schema}}.cache_results (expires_at);
-CREATE TABLE IF NOT EXISTS {{schema}}.cache_leases (
+)
+""",
+    """
+CREATE INDEX IF NOT EXISTS cache_results_expiry ON {schema}.cache_results (expires_at)
+""",
+    """
+CREATE TABLE IF NOT EXISTS {schema}.cache_leases (
     key        bytea  PRIMARY KEY,
     token      text   NOT NULL,
     expires_at float8 NOT NULL
-);
-
-CREATE TABLE IF NOT EXISTS {{schema}}.outbox_messages (
+)
+""",
+    # The claim of a cache key, in one call (one round trip): under the key's
+    # transaction advisory lock (which storing an outcome takes too), so each
+    # statement after it sees every claim and outcome committed before. The
+    # time is read after the lock is held. Returns one row: 'hit' with the
+    # entry (its access counted), 'held' with another caller's lease expiry,
+    # or 'claimed' when the caller now holds a lease of p_lease seconds.
+    """
+CREATE OR REPLACE FUNCTION {schema}.cache_claim(
+    p_lock integer, p_key bytea, p_token text, p_now float8, p_lease float8
+) RETURNS TABLE (
+    what text, intent_id bytea, outcome bytea, ttl_s float8, stored_at float8,
+    expires_at float8, access_count bigint, held_until float8
+) LANGUAGE plpgsql AS $$
+DECLARE
+    v_now float8;
+    v_held float8;
+BEGIN
+    -- A live entry is a hit whoever else is busy with the key: no lock needed.
+    FOR attempt IN 1..2 LOOP
+        v_now := COALESCE(p_now, extract(epoch FROM clock_timestamp())::float8);
+        RETURN QUERY
+            UPDATE {schema}.cache_results r SET access_count = r.access_count + 1
+            WHERE r.key = p_key AND v_now < r.expires_at
+            RETURNING 'hit'::text, r.intent_id, r.outcome, r.ttl_s, r.stored_at,
+                      r.expires_at, r.access_count, NULL::float8;
+        IF FOUND THEN
+            RETURN;
+        END IF;
+        EXIT WHEN attempt = 2;
+        -- A miss: take the key's lock, then look again (an outcome may have
+        -- been stored while we waited).
+        PERFORM pg_advisory_xact_lock(p_lock, hashtext(encode(p_key, 'base64')));
+    END LOOP;
+    DELETE FROM {schema}.cache_results r WHERE r.key = p_key;
+    SELECT l.expires_at INTO v_held FROM {schema}.cache_leases l
+        WHERE l.key = p_key AND v_now < l.expires_at;
+    IF FOUND THEN
+        RETURN QUERY SELECT 'held'::text, NULL::bytea, NULL::bytea, NULL::float8,
+            NULL::float8, NULL::float8, NULL::bigint, v_held;
+        RETURN;
+    END IF;
+    INSERT INTO {schema}.cache_leases AS l (key, token, expires_at)
+        VALUES (p_key, p_token, v_now + p_lease)
+        ON CONFLICT (key) DO UPDATE SET token = EXCLUDED.token, expires_at = EXCLUDED.expires_at;
+    RETURN QUERY SELECT 'claimed'::text, NULL::bytea, NULL::bytea, NULL::float8,
+        NULL::float8, NULL::float8, NULL::bigint, NULL::float8;
+END
+$$
+""",
+    # Storing the outcome of a claimed key (p_outcome NULL: none, the lease is
+    # only given up), under the same lock: kept unless a live entry appeared
+    # meanwhile (the first completion wins); the caller's lease is dropped.
+    """
+CREATE OR REPLACE FUNCTION {schema}.cache_complete(
+    p_lock integer, p_key bytea, p_token text, p_now float8,
+    p_intent_id bytea, p_outcome bytea, p_ttl_s float8, p_access_count bigint
+) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    v_now float8;
+BEGIN
+    PERFORM pg_advisory_xact_lock(p_lock, hashtext(encode(p_key, 'base64')));
+    v_now := COALESCE(p_now, extract(epoch FROM clock_timestamp())::float8);
+    IF p_outcome IS NOT NULL THEN
+        INSERT INTO {schema}.cache_results AS r
+            (key, intent_id, outcome, ttl_s, stored_at, expires_at, access_count)
+            VALUES (p_key, p_intent_id, p_outcome, p_ttl_s, v_now, v_now + p_ttl_s,
+                    p_access_count)
+            ON CONFLICT (key) DO UPDATE SET intent_id = EXCLUDED.intent_id,
+                outcome = EXCLUDED.outcome, ttl_s = EXCLUDED.ttl_s,
+                stored_at = EXCLUDED.stored_at, expires_at = EXCLUDED.expires_at,
+                access_count = EXCLUDED.access_count
+            WHERE r.expires_at <= v_now;
+    END IF;
+    DELETE FROM {schema}.cache_leases l WHERE l.key = p_key AND l.token = p_token;
+END
+$$
+""",
+    """
+CREATE TABLE IF NOT EXISTS {schema}.outbox_messages (
     seq              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     outbox_id        text   NOT NULL UNIQUE,
     lane             bytea  NOT NULL,
@@ -86,18 +175,27 @@ CREATE TABLE IF NOT EXISTS {{schema}}.outbox_messages (
     last_error       bytea,
     created_at       bigint NOT NULL,
     updated_at       bigint NOT NULL
-);
+)
+""",
+    """
 CREATE INDEX IF NOT EXISTS outbox_open
-    ON {{schema}}.outbox_messages (lane, target, created_at, seq)
-    WHERE status IN ('pending', 'claimed');
+    ON {schema}.outbox_messages (lane, target, created_at, seq)
+    WHERE status IN ('pending', 'claimed')
+""",
+    """
 CREATE INDEX IF NOT EXISTS outbox_leases
-    ON {{schema}}.outbox_messages (lane, target, lease_expires_at)
-    WHERE status = 'claimed';
+    ON {schema}.outbox_messages (lane, target, lease_expires_at)
+    WHERE status = 'claimed'
+""",
+    """
 CREATE INDEX IF NOT EXISTS outbox_by_status
-    ON {{schema}}.outbox_messages (status, created_at, seq);
+    ON {schema}.outbox_messages (status, created_at, seq)
+""",
+    """
 CREATE INDEX IF NOT EXISTS outbox_by_age
-    ON {{schema}}.outbox_messages (created_at, seq)
-"""
+    ON {schema}.outbox_messages (created_at, seq)
+""",
+)
 
 #: The migrations, oldest first; ``len(MIGRATIONS)`` is the current version.
-MIGRATIONS: tuple[str, ...] = (_V1,)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1,)
