@@ -362,7 +362,11 @@ class Engine:
 
 class PostgresStore:
     """Base of the PostgreSQL stores: the engine, ``schema``, ``close()`` and
-    use as a context manager (closing on exit)."""
+    use as a context manager (closing on exit).
+
+    A store is thread-safe (its threads share the pool). Open one per process,
+    after any ``fork``: a pooled connection must not be shared by two processes.
+    """
 
     _engine: Engine
 

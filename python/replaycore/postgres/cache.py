@@ -3,6 +3,7 @@ worker on every machine that points at the same database."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import psycopg_pool
@@ -80,7 +81,7 @@ class PostgresResultCache(_BaseCache, PostgresStore):
     def __init__(
         self,
         dsn_or_pool: str | psycopg_pool.ConnectionPool[Any],
-        clock: Any = None,
+        clock: Callable[[], float] | None = None,
         lease_s: float = DEFAULT_LEASE_S,
         *,
         schema: str = DEFAULT_SCHEMA,
