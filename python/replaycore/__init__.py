@@ -111,6 +111,8 @@ _DURABLE = {
 
 
 def __getattr__(name: str) -> Any:
+    if name == "reference":  # the pure-Python twin, always reachable (SPEC 1)
+        return _importlib.import_module("replaycore.reference")
     module = _DURABLE.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
