@@ -90,6 +90,12 @@ def check_schema(schema: Any) -> str:
             "schema",
             schema,
         )
+    if schema.startswith("pg_"):
+        raise InvalidArgument(
+            f"schema must not start with 'pg_' (PostgreSQL reserves those names), got {schema!r}",
+            "schema",
+            schema,
+        )
     return schema
 
 
@@ -218,6 +224,14 @@ class Engine:
             raise InvalidArgument(
                 f"dsn is not a valid connection string: {exc}", "dsn", dsn
             ) from None
+        for name, value in params.items():
+            # libpq reads a blank value as "the default", which hides a typo
+            # (host= without its host) behind a connection to somewhere else.
+            if not str(value).strip():
+                raise InvalidArgument(f"dsn gives {name} an empty value", "dsn", dsn)
+        ports = str(params.get("port", "5432")).split(",")
+        if not all(port.strip().isdigit() and 0 < int(port) < 65536 for port in ports):
+            raise InvalidArgument(f"dsn port must be a number, got {params['port']!r}", "dsn", dsn)
         self.where = _masked(dsn)
         kwargs: dict[str, Any] = {"autocommit": True}
         if "connect_timeout" not in params:
@@ -236,6 +250,11 @@ class Engine:
             kwargs=kwargs,
             open=True,
             timeout=self._timeout_s,
+            # A failed reconnection is retried with a growing backoff until this
+            # runs out, and a caller cannot start a fresh attempt meanwhile: kept
+            # as short as a caller's wait, the first call after the server is
+            # back connects at once instead of waiting for the next retry.
+            reconnect_timeout=self._timeout_s,
             name=f"replaycore-{self.owner}",
         )
 
