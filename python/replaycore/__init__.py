@@ -51,6 +51,7 @@ from replaycore.errors import (
     ReplayCoreError,
     ReplayedError,
     ReplayViolation,
+    StaleLease,
     StoreUnavailable,
 )
 from replaycore.journal import JournalWriter, inspect_journal, read_journal
@@ -167,6 +168,7 @@ __all__ = [
     "ReplayReducer",
     "ReplayResult",
     "ReplayViolation",
+    "StaleLease",
     "ReplayedError",
     "ResultCache",
     "RunLifecycle",

@@ -34,6 +34,7 @@ __all__ = [
     "ReplayCoreError",
     "ReplayViolation",
     "ReplayedError",
+    "StaleLease",
     "StoreUnavailable",
 ]
 
@@ -257,3 +258,20 @@ class ReplayedError(ReplayCoreError):
 
 class StoreUnavailable(ReplayCoreError):
     """A durable store could not be read or written (the database error is the cause)."""
+
+
+class StaleLease(ReplayCoreError):
+    """A run lease no longer holds its run (SPEC 12): another owner acquired
+    or claimed the run, or the lease was released. Nothing was written.
+
+    ``run_id`` and ``token`` name the lease that was refused.
+    """
+
+    def __init__(self, message: str, run_id: str = "", token: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.run_id = run_id
+        self.token = token
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.message, self.run_id, self.token))

@@ -298,27 +298,37 @@ class Engine:
                 raise _unavailable(f"{self.owner} operation on {self.where}", exc) from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def statements(self, batch: Sequence[Statement]) -> list[list[tuple[Any, ...]]]:
+    def statements(
+        self, batch: Sequence[Statement], *, binary: bool = False
+    ) -> list[list[tuple[Any, ...]]]:
         """Run the statements in order as one transaction sent in one round trip
         (pipeline mode) and return each one's rows. A single statement runs on
-        its own (an autocommit statement is its own transaction)."""
+        its own (an autocommit statement is its own transaction). ``binary``
+        asks for results in binary format (``bytea`` arrives as raw bytes, not
+        hex text)."""
 
         def attempt(connection: psycopg.Connection[Any]) -> list[list[tuple[Any, ...]]]:
             if len(batch) == 1 and connection.autocommit:
                 sql, params = batch[0]
-                cursor = connection.execute(sql, params)
+                cursor = connection.execute(sql, params, binary=binary)
                 return [cursor.fetchall() if cursor.description else []]
             cursors = []
             with connection.pipeline(), connection.transaction():
                 for sql, params in batch:
-                    cursors.append(connection.execute(sql, params))
+                    cursors.append(connection.execute(sql, params, binary=binary))
             return [c.fetchall() if c.description else [] for c in cursors]
 
         return self._retrying(attempt)
 
-    def rows(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> list[Any]:
+    def rows(
+        self,
+        sql: str,
+        params: Sequence[Any] | dict[str, Any] | None = None,
+        *,
+        binary: bool = False,
+    ) -> list[Any]:
         """The rows of one statement, run as its own transaction."""
-        return self.statements([(sql, params)])[0]
+        return self.statements([(sql, params)], binary=binary)[0]
 
     # -- schema ----------------------------------------------------------------
 

@@ -197,5 +197,42 @@ CREATE INDEX IF NOT EXISTS outbox_by_age
 """,
 )
 
+_V1_JOURNALS = (
+    # One row per run: the last seq (appends lock this row, so they serialize
+    # per run and never share a seq), whether a terminal status was written,
+    # and the run's lease. A lease token stays after expiry until someone
+    # acquires or claims the run, so an expired lease nobody took still writes.
+    """
+CREATE TABLE IF NOT EXISTS {schema}.journal_runs (
+    run_id           bytea   PRIMARY KEY,
+    last_seq         bigint  NOT NULL DEFAULT 0,
+    sealed           boolean NOT NULL DEFAULT false,
+    lease_owner      bytea,
+    lease_token      text,
+    lease_expires_at bigint
+)
+""",
+    # Leases that ran out on unsealed runs, oldest first: what claim_abandoned walks.
+    """
+CREATE INDEX IF NOT EXISTS journal_runs_abandoned
+    ON {schema}.journal_runs (lease_expires_at)
+    WHERE lease_token IS NOT NULL AND NOT sealed
+""",
+    # A record is kept as its .rcj frame header (length and CRCs) and its
+    # canonical msgpack body, so reading a run is a concatenation the Rust
+    # reducer takes in bulk.
+    """
+CREATE TABLE IF NOT EXISTS {schema}.journal_records (
+    run_id      bytea  NOT NULL,
+    journal_seq bigint NOT NULL,
+    record_id   bytea  NOT NULL,
+    kind        text   NOT NULL,
+    header      bytea  NOT NULL,
+    body        bytea  NOT NULL,
+    PRIMARY KEY (run_id, journal_seq)
+)
+""",
+)
+
 #: The migrations, oldest first; ``len(MIGRATIONS)`` is the current version.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1,)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1 + _V1_JOURNALS,)
