@@ -5,6 +5,10 @@ readable report of a journal, or its ReplayResult as JSON. Exit codes:
 0 complete; 1 repair needed, or a strict-mode ReplayViolation; 2 the input
 cannot be read (missing file, no ``RCJ1`` magic, corruption in strict mode).
 
+``replaycore replay postgresql://... --run RUN_ID`` replays one run of a
+PostgreSQL journal (SPEC 12; ``--schema``, default ``replaycore``), and
+``convert`` copies a run to a file or a file to a new run.
+
 ``replaycore inspect PATH`` counts what a journal holds without replaying it,
 ``replaycore convert SRC DST`` rewrites a journal in the other format
 (``.rcj`` <-> ``.jsonl``) and ``replaycore bench`` times the Rust core
@@ -14,10 +18,11 @@ against the pure-Python reference on a generated journal.
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -31,6 +36,7 @@ from replaycore.errors import (
     RecordDecodeError,
     ReplayCoreError,
     ReplayViolation,
+    StoreUnavailable,
 )
 from replaycore.journal import JournalWriter, inspect_journal, read_journal
 from replaycore.replay import replay
@@ -93,19 +99,56 @@ def format_report(path: str, result: ReplayResult) -> str:
     return "\n".join(lines)
 
 
-def _cmd_replay(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+_DSN_SCHEMES = ("postgresql://", "postgres://")
+
+
+def _is_dsn(source: str) -> bool:
+    """Whether a command-line source names a PostgreSQL database, not a file."""
+    return source.startswith(_DSN_SCHEMES)
+
+
+def _journal(dsn: str, schema: str) -> Any:
+    """The PostgresJournal of ``dsn`` (imported only when a DSN is given)."""
     try:
-        result = replay(args.path, mode=args.mode, strict=args.strict)
+        from replaycore.postgres import PostgresJournal
+    except ImportError as exc:
+        raise InvalidArgument(
+            f'a PostgreSQL journal needs the postgres extra (pip install "replaycore[postgres]"): '
+            f"{exc}",
+            "source",
+            dsn,
+        ) from None
+    return PostgresJournal(dsn, schema=schema)
+
+
+def _needs_run(args: argparse.Namespace, source: str) -> str:
+    if args.run_id is None:
+        raise InvalidArgument(f"{source} is a database: say which run with --run", "--run", None)
+    return str(args.run_id)
+
+
+def _cmd_replay(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    label = args.path
+    try:
+        if _is_dsn(args.path):
+            run_id = _needs_run(args, "the source")
+            with _journal(args.path, args.schema) as journal:
+                label = f"{journal._engine.where} schema {args.schema} run {run_id}"
+                result = journal.replay(run_id, mode=args.mode, strict=args.strict)
+        else:
+            if args.run_id is not None:
+                raise InvalidArgument("--run selects a run of a PostgreSQL journal", "--run", None)
+            result = replay(args.path, mode=args.mode, strict=args.strict)
     except ReplayViolation as exc:
         print(f"replaycore: {exc}", file=err)
         return EXIT_REPAIR
-    except (OSError, JournalCorruption, RecordDecodeError) as exc:
-        print(f"replaycore: cannot read {args.path}: {exc}", file=err)
+    except (OSError, JournalCorruption, RecordDecodeError, StoreUnavailable) as exc:
+        print(f"replaycore: cannot read {label}: {exc}", file=err)
         return EXIT_UNREADABLE
     if args.json:
         out.write(msgspec.json.format(msgspec.json.encode(result), indent=2).decode() + "\n")
     else:
-        print(format_report(args.path, result), file=out)
+        print(format_report(label, result), file=out)
     return EXIT_COMPLETE if result.status == "complete" else EXIT_REPAIR
 
 
@@ -125,7 +168,77 @@ def _cmd_inspect(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_COMPLETE
 
 
+# Records per append when converting into a PostgreSQL journal.
+_CONVERT_BATCH = 10_000
+
+
+def _batches(records: Iterable[Any]) -> Iterator[list[Any]]:
+    batch: list[Any] = []
+    for record in records:
+        batch.append(record)
+        if len(batch) == _CONVERT_BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _convert_database(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """convert between a journal file and a run of a PostgreSQL journal, streaming."""
+    source, target = args.source, args.target
+    count = 0
+    try:
+        if _is_dsn(source):  # a run into a file
+            if _is_dsn(target):
+                raise InvalidArgument(
+                    "convert copies between a file and a database", "target", target
+                )
+            run_id = _needs_run(args, "the source")
+            path = Path(target)
+            if path.exists() and not args.force:
+                print(f"replaycore: {path} exists (use --force to replace it)", file=err)
+                return EXIT_UNREADABLE
+            with _journal(source, args.schema) as journal:
+                path.unlink(missing_ok=True)
+                with JournalWriter(path, fsync="batch") as writer:
+                    for batch in _batches(journal.read(run_id)):
+                        writer.append_many(batch)
+                        count += len(batch)
+            print(f"wrote {count} records of run {run_id} to {path}", file=out)
+            return EXIT_COMPLETE
+        records = iter(read_journal(Path(source)))  # a file into a run
+        first = next(records, None)
+        target_run: str | None = (
+            args.run_id if args.run_id is not None else (first.run_id if first else None)
+        )
+        if target_run is None:
+            raise InvalidArgument(
+                f"{source} holds no record: say which run with --run", "--run", None
+            )
+        with _journal(target, args.schema) as journal:
+            if journal.last_seq(target_run):
+                print(
+                    f"replaycore: run {target_run} already has records; a journal only grows, "
+                    "so convert into a new run",
+                    file=err,
+                )
+                return EXIT_UNREADABLE
+            if first is not None:
+                for batch in _batches(itertools.chain([first], records)):
+                    journal.append(target_run, batch)
+                    count += len(batch)
+        print(f"wrote {count} records to run {target_run}", file=out)
+        return EXIT_COMPLETE
+    except (OSError, ReplayCoreError) as exc:
+        print(f"replaycore: cannot convert {source}: {exc}", file=err)
+        return EXIT_UNREADABLE
+
+
 def _cmd_convert(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    if _is_dsn(args.source) or _is_dsn(args.target):
+        return _convert_database(args, out, err)
+    if args.run_id is not None:
+        raise InvalidArgument("--run selects a run of a PostgreSQL journal", "--run", None)
     source, target = Path(args.source), Path(args.target)
     if target.exists() and not args.force:
         print(f"replaycore: {target} exists (use --force to replace it)", file=err)
@@ -183,7 +296,11 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     p = commands.add_parser("replay", help="replay a journal and report whether the run may resume")
-    p.add_argument("path", help="a .rcj or .jsonl journal")
+    p.add_argument("path", help="a .rcj or .jsonl journal, or a postgresql:// database with --run")
+    p.add_argument("--run", dest="run_id", help="the run to replay from a PostgreSQL journal")
+    p.add_argument(
+        "--schema", default="replaycore", help="the PostgreSQL schema (default replaycore)"
+    )
     p.add_argument("--mode", choices=("audit", "resume", "repair"), default="resume")
     strictness = p.add_mutually_exclusive_group()
     strictness.add_argument(
@@ -205,8 +322,16 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_cmd_inspect)
 
     p = commands.add_parser("convert", help="rewrite a journal as .rcj or .jsonl")
-    p.add_argument("source")
-    p.add_argument("target", help="the new journal; its extension picks the format")
+    p.add_argument("source", help="a journal file, or a postgresql:// database with --run")
+    p.add_argument(
+        "target",
+        help="the new journal: a file (its extension picks the format) or a postgresql:// "
+        "database (the run is --run, else the records' run id)",
+    )
+    p.add_argument("--run", dest="run_id", help="the run of a PostgreSQL journal to read or write")
+    p.add_argument(
+        "--schema", default="replaycore", help="the PostgreSQL schema (default replaycore)"
+    )
     p.add_argument("--force", action="store_true", help="replace the target if it exists")
     p.set_defaults(run=_cmd_convert)
 
