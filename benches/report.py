@@ -1,16 +1,27 @@
-"""Print the Rust-vs-reference ratio table of the benchmarks.
+"""Print the Rust-vs-reference ratio table of the benchmarks, and the
+PostgreSQL-vs-SQLite one.
 
 Usage::
 
-    python benches/report.py                 # runs pytest benches/ --benchmark-only first
-    python benches/report.py results.json    # reads a --benchmark-json file
+    python benches/report.py                   # runs pytest benches/ --benchmark-only first
+    python benches/report.py --only postgres   # runs only benches/bench_postgres.py
+    python benches/report.py results.json      # reads a --benchmark-json file
 
-Each row is one benchmark group; ``speed-up`` is the reference's median time
-divided by the Rust core's, both measured in the same run on the same data.
+Each row of the first table is one benchmark group; ``speed-up`` is the
+reference's median time divided by the Rust core's, both measured in the same
+run on the same data.
+
+The PostgreSQL tables (``bench_postgres.py``, whose benchmarks carry
+``extra_info["suite"] == "postgres"``) give rates, not times: ops/s or
+messages/s = what one timed call moves / its median time. Single operations
+put each PostgreSQL store beside its SQLite twin (ratio PostgreSQL / SQLite);
+end-to-end delivery puts PostgresOutbox beside the bare psycopg loop measured
+in the same run (ratio PostgresOutbox / bare) and SqliteOutbox.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -20,13 +31,14 @@ from pathlib import Path
 from typing import Any
 
 
-def _run_benchmarks(out: Path) -> None:
+def _run_benchmarks(out: Path, only: list[str] | None = None) -> None:
     here = Path(__file__).resolve().parent
+    targets = [str(here / f"bench_{name}.py") for name in only] if only else [str(here)]
     cmd = [
         sys.executable,
         "-m",
         "pytest",
-        str(here),
+        *targets,
         "--benchmark-only",
         f"--benchmark-json={out}",
         "-q",
@@ -53,6 +65,8 @@ def table(results: dict[str, Any]) -> str:
     """The Markdown ratio table of a pytest-benchmark JSON document."""
     groups: dict[str, dict[str, float]] = {}
     for bench in results["benchmarks"]:
+        if _postgres(bench):
+            continue  # in postgres_table
         groups.setdefault(bench["group"], {})[_label(bench)] = bench["stats"]["median"]
     lines = [
         "| operation | Rust core | reference | speed-up |",
@@ -89,15 +103,117 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _postgres(bench: dict[str, Any]) -> bool:
+    return bool(bench.get("extra_info", {}).get("suite") == "postgres")
+
+
+def _rate(bench: dict[str, Any]) -> float:
+    """Operations or messages per second: what one timed call moves / its median time."""
+    return float(bench["extra_info"]["per_call"]) / float(bench["stats"]["median"])
+
+
+def _fmt_rate(rate: float | None, unit: str) -> str:
+    return "-" if rate is None else f"{rate:,.0f} {unit}/s"
+
+
+def _ratio(top: float | None, bottom: float | None) -> str:
+    return f"{top / bottom:.2f}x" if top and bottom else "-"
+
+
+def _machine(results: dict[str, Any]) -> str:
+    """Cores, CPU and the commit, as pytest-benchmark recorded them."""
+    machine = results.get("machine_info", {})
+    cpu = machine.get("cpu", {}) if isinstance(machine, dict) else {}
+    brand = cpu.get("brand_raw", "unknown CPU") if isinstance(cpu, dict) else "unknown CPU"
+    node = machine.get("node", "") if isinstance(machine, dict) else ""
+    commit = results.get("commit_info", {}) or {}
+    count = cpu.get("count") if isinstance(cpu, dict) else None
+    where = f"{count or os.cpu_count()} cores, {brand}" + (f" (host {node})" if node else "")
+    if commit.get("id"):
+        dirty = " with uncommitted changes" if commit.get("dirty") else ""
+        where += f", commit {commit['id'][:10]}{dirty}"
+    return where
+
+
+def postgres_table(results: dict[str, Any]) -> str:
+    """The Markdown PostgreSQL tables of a pytest-benchmark JSON document ("" without any)."""
+    benches = [b for b in results["benchmarks"] if _postgres(b)]
+    if not benches:
+        return ""
+    groups: dict[str, dict[str, dict[str, Any]]] = {}
+    for bench in benches:
+        operation = bench["group"].removeprefix("pg: ")
+        groups.setdefault(operation, {})[bench["extra_info"]["store"]] = bench
+    server: dict[str, str] = next(
+        (b["extra_info"]["server"] for b in benches if "server" in b["extra_info"]), {}
+    )
+    single = [
+        "| operation | PostgreSQL | SQLite | PostgreSQL / SQLite |",
+        "|---|---:|---:|---:|",
+    ]
+    delivery = [
+        "| end-to-end delivery | PostgresOutbox | bare psycopg loop | PostgresOutbox / bare "
+        "| SqliteOutbox | PostgresOutbox / SQLite |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for group, stores in groups.items():
+        rates = {store: _rate(bench) for store, bench in stores.items()}
+        info = next(iter(stores.values()))["extra_info"]
+        unit = info["unit"]
+        pg, lite, bare = rates.get("postgres"), rates.get("sqlite"), rates.get("bare")
+        if "workers" in info:
+            delivery.append(
+                f"| {group} | {_fmt_rate(pg, unit)} | {_fmt_rate(bare, unit)} | {_ratio(pg, bare)} "
+                f"| {_fmt_rate(lite, unit)} | {_ratio(pg, lite)} |"
+            )
+        else:
+            single.append(
+                f"| {group} | {_fmt_rate(pg, unit)} | {_fmt_rate(lite, unit)} "
+                f"| {_ratio(pg, lite)} |"
+            )
+    version = server.get("server_version", "unknown version")
+    settings = ", ".join(
+        f"{name} {server[name]}"
+        for name in ("fsync", "synchronous_commit", "full_page_writes", "wal_sync_method")
+        if name in server
+    )
+    lines = single
+    if len(delivery) > 2:
+        lines += ["", *delivery]
+    lines += [
+        "",
+        f"Medians, {_machine(results)}. PostgreSQL {version} on 127.0.0.1 of the same machine"
+        + (f" ({settings})" if settings else "")
+        + "; SQLite in WAL mode with synchronous=FULL; both under /tmp on one disk.",
+        "- msg/s counts messages (a batch-100 call moves 100); end-to-end = messages / "
+        "(barrier release to the last worker done).",
+        "- bare psycopg loop: FOR UPDATE SKIP LOCKED claim + one-statement `id = ANY(...)` ack "
+        "on a minimal table (no leases, tokens, attempts or dead letters).",
+    ]
+    return "\n".join(lines)
+
+
 def main(argv: list[str]) -> int:
-    if len(argv) > 1:
-        data = json.loads(Path(argv[1]).read_text())
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("results", nargs="?", type=Path, help="a --benchmark-json file to read")
+    parser.add_argument(
+        "--only",
+        action="append",
+        metavar="NAME",
+        help="run only benches/bench_NAME.py (repeatable), e.g. --only postgres",
+    )
+    args = parser.parse_args(argv[1:])
+    if args.results is not None:
+        data = json.loads(args.results.read_text())
     else:
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "bench.json"
-            _run_benchmarks(out)
+            _run_benchmarks(out, args.only)
             data = json.loads(out.read_text())
-    print(table(data))
+    tables = [table(data), postgres_table(data)]
+    if not any(not _postgres(b) for b in data["benchmarks"]):
+        tables = tables[1:]  # only PostgreSQL benchmarks ran: no empty Rust table
+    print("\n\n".join(t for t in tables if t))
     return 0
 
 
