@@ -262,8 +262,9 @@ class PostgresJournal(PostgresStore):
         # (and skips a run whose row an append holds right now).
         self._claim = (
             f"WITH t AS (SELECT {_NOW} AS now), "
-            f"picked AS (SELECT run_id, lease_expires_at AS lapsed FROM {runs}, t "
-            "WHERE lease_token IS NOT NULL AND NOT sealed AND lease_expires_at <= t.now "
+            f"picked AS (SELECT run_id, lease_expires_at AS lapsed FROM {runs} "
+            "WHERE lease_token IS NOT NULL AND NOT sealed "
+            "AND lease_expires_at <= (SELECT now FROM t) "
             "ORDER BY lease_expires_at, run_id LIMIT %(limit)s "
             "FOR UPDATE OF journal_runs SKIP LOCKED) "
             f"UPDATE {runs} r SET lease_owner = %(owner)s, "

@@ -142,8 +142,8 @@ class PostgresOutbox(PostgresStore):
             )
         except InvalidArgument as exc:
             raise OutboxValidationError(exc.message, exc.argument or "dsn") from None
-        t = engine.table("outbox_messages")
-        select = f"SELECT {_COLUMNS} FROM {t}"
+        table = engine.table("outbox_messages")
+        select = f"SELECT {_COLUMNS} FROM {table}"
         self._select = select
         # A new message, or the one already holding its dedupe key. The
         # fallback SELECT sees rows committed before this statement began; a
@@ -151,11 +151,12 @@ class PostgresOutbox(PostgresStore):
         # retry in _add.
         self._enqueue_sql = (
             f"WITH t AS (SELECT {_NOW} AS now), "
-            f"ins AS (INSERT INTO {t} (outbox_id, lane, target, payload, dedupe_key, status, "
+            f"ins AS (INSERT INTO {table} (outbox_id, lane, target, payload, dedupe_key, status, "
             "available_at, attempt_count, max_attempts, created_at, updated_at) "
             "SELECT %(id)s, %(lane)s, %(target)s, %(payload)s, %(dedupe_key)s, 'pending', "
             "%(available_at)s, 0, %(max_attempts)s, t.now, t.now FROM t "
-            f"ON CONFLICT (dedupe_key) DO NOTHING RETURNING {_COLUMNS}) "
+            "ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING "
+            f"RETURNING {_COLUMNS}) "
             "SELECT * FROM ins UNION ALL "
             f"{select} WHERE dedupe_key = %(dedupe_key)s AND NOT EXISTS (SELECT FROM ins)"
         )
@@ -164,48 +165,57 @@ class PostgresOutbox(PostgresStore):
         # * swept: exhausted expired leases of the lane become dead letters,
         #   through the partial index of claimed rows; SKIP LOCKED leaves rows
         #   another transaction is acking or claiming to that transaction.
-        # * picked: the oldest due messages, in the order of the partial index
-        #   of open messages; FOR UPDATE SKIP LOCKED makes concurrent claimers
-        #   take disjoint rows without waiting for each other.
-        # The two sets are disjoint (attempts left or not), so both updates
-        # can run in one statement.
+        # * pending / expired: the oldest due messages of each kind, each
+        #   through its own partial index (pending ones in claim order;
+        #   expired claims by expiry, then ordered), FOR UPDATE SKIP LOCKED so
+        #   that concurrent claimers take disjoint rows without waiting for
+        #   each other. The sets are disjoint, so all updates fit one statement.
+        # * picked: the oldest ``limit`` of both; the extra rows locked but not
+        #   picked are free again when the statement commits.
+        lane_is = "lane = %(lane)s AND target = %(target)s"
         self._claim_sql = (
             f"WITH t AS (SELECT {_NOW} AS now), "
-            f"swept AS (UPDATE {t} m SET status = 'dead_letter', last_error = %(expired)s, "
+            f"swept AS (UPDATE {table} m SET status = 'dead_letter', last_error = %(expired)s, "
             "claimed_by = NULL, claim_token = NULL, lease_expires_at = NULL, updated_at = t.now "
-            "FROM t WHERE m.seq IN ("
-            f"SELECT seq FROM {t}, t WHERE lane = %(lane)s AND target = %(target)s "
-            "AND status = 'claimed' AND lease_expires_at <= t.now "
+            "FROM t WHERE m.ctid IN ("
+            f"SELECT ctid FROM {table} WHERE {lane_is} "
+            "AND status = 'claimed' AND lease_expires_at <= (SELECT now FROM t) "
             "AND attempt_count >= max_attempts FOR UPDATE OF outbox_messages SKIP LOCKED)), "
-            f"picked AS (SELECT seq FROM {t}, t WHERE lane = %(lane)s AND target = %(target)s "
-            "AND status IN ('pending', 'claimed') AND ("
-            "(status = 'pending' AND available_at <= t.now) OR "
-            "(status = 'claimed' AND lease_expires_at <= t.now "
-            "AND attempt_count < max_attempts)) "
-            "ORDER BY created_at, seq LIMIT %(limit)s "
-            "FOR UPDATE OF outbox_messages SKIP LOCKED) "
-            f"UPDATE {t} m SET status = 'claimed', claimed_by = %(consumer)s, "
+            f"pending AS (SELECT ctid, created_at, seq FROM {table} WHERE {lane_is} "
+            "AND status = 'pending' AND available_at <= (SELECT now FROM t) "
+            "ORDER BY created_at, seq LIMIT %(limit)s FOR UPDATE OF outbox_messages SKIP LOCKED), "
+            f"expired AS (SELECT ctid, created_at, seq FROM {table} WHERE {lane_is} "
+            "AND status = 'claimed' AND lease_expires_at <= (SELECT now FROM t) "
+            "AND attempt_count < max_attempts "
+            "ORDER BY created_at, seq LIMIT %(limit)s FOR UPDATE OF outbox_messages SKIP LOCKED), "
+            "picked AS (SELECT ctid FROM (SELECT * FROM pending UNION ALL SELECT * FROM expired) u "
+            "ORDER BY created_at, seq LIMIT %(limit)s) "
+            f"UPDATE {table} m SET status = 'claimed', claimed_by = %(consumer)s, "
             "claim_token = replace(gen_random_uuid()::text, '-', ''), "
             "lease_expires_at = t.now + %(lease_ms)s, attempt_count = m.attempt_count + 1, "
-            "updated_at = t.now FROM t, picked WHERE m.seq = picked.seq "
+            "updated_at = t.now FROM t, picked WHERE m.ctid = picked.ctid "
             f"RETURNING {', '.join('m.' + c for c in _COLUMNS.split(', '))}, m.seq"
         )
         # Acks: delivered while the token holds the claim, within the lanes
-        # that start with the prefix (ScopedOutbox); ids sorted so that two
-        # acks of overlapping batches lock rows in one order.
+        # that start with the prefix (ScopedOutbox). A message has a token only
+        # while it is claimed (every other status clears it), so the token
+        # match is the whole test. The ids are probed through their unique
+        # index (= ANY) instead of walking the partial index of claimed rows,
+        # and each row's pair "id:token" (both hex, so ":" cannot be forged)
+        # must be one of those acked; the token is read before it is cleared.
         self._ack_sql = (
             f"WITH t AS (SELECT {_NOW} AS now), "
-            "c AS (SELECT * FROM unnest(%(ids)s::text[], %(tokens)s::text[]) AS c(id, token) "
-            "ORDER BY id) "
-            f"UPDATE {t} m SET status = 'delivered', claim_token = NULL, "
-            "lease_expires_at = NULL, updated_at = t.now FROM t, c "
-            "WHERE m.outbox_id = c.id AND m.status = 'claimed' AND m.claim_token = c.token "
-            "AND substring(m.lane FROM 1 FOR %(prefix_len)s) = %(prefix)s "
-            "RETURNING m.outbox_id, c.token"
+            f"hit AS (SELECT ctid, claim_token FROM {table} "
+            "WHERE outbox_id = ANY(%(ids)s::text[]) "
+            "AND outbox_id || ':' || claim_token = ANY(%(pairs)s::text[]) "
+            "AND substring(lane FROM 1 FOR %(prefix_len)s) = %(prefix)s FOR UPDATE) "
+            f"UPDATE {table} m SET status = 'delivered', claim_token = NULL, "
+            "lease_expires_at = NULL, updated_at = t.now FROM t, hit WHERE m.ctid = hit.ctid "
+            "RETURNING m.outbox_id, hit.claim_token"
         )
         self._nack_sql = (
             f"WITH t AS (SELECT {_NOW} AS now) "
-            f"UPDATE {t} m SET "
+            f"UPDATE {table} m SET "
             "status = CASE WHEN m.attempt_count >= m.max_attempts "
             "THEN 'dead_letter' ELSE 'pending' END, "
             "available_at = CASE WHEN m.attempt_count >= m.max_attempts "
@@ -348,8 +358,8 @@ class PostgresOutbox(PostgresStore):
             self._ack_sql,
             {
                 "now": now,
-                "ids": [i for i, _ in wanted],
-                "tokens": [t for _, t in wanted],
+                "ids": sorted({i for i, _ in wanted}),
+                "pairs": [f"{i}:{t}" for i, t in wanted],
                 "prefix_len": len(raw_prefix),
                 "prefix": raw_prefix,
             },

@@ -19,10 +19,17 @@ Why the columns are what they are:
 * The store's counters are spread over 16 rows per name (a connection adds
   to the row of its backend pid modulo 16) so that concurrent puts from many
   workers do not queue on one row lock; ``stats()`` sums them.
-* The outbox's partial index ``outbox_open`` holds only pending and claimed
-  messages in claim order, so a claim walks the due head of its lane however
-  many delivered messages the table keeps; ``outbox_leases`` finds expired
-  claims to dead-letter.
+* The outbox has as few indexes as its hot path needs, since every claim and
+  ack changes a row's status and so rewrites every index entry of the row:
+  ``outbox_pending`` holds only pending messages in claim order, so a claim
+  walks the due head of its lane however many messages are delivered or in
+  flight; ``outbox_leases`` holds only claimed ones by lease expiry, so
+  expired claims (to claim again or dead-letter) are found without visiting
+  live ones; ``outbox_id`` is the key and ``dedupe_key`` unique where set.
+  ``seq`` (the enqueue order) needs no index: a claim updates the rows it
+  locked by their ``ctid``. A claim thus adds two index entries per message
+  and an ack one. ``list()`` (an operator's view) sorts what it selects
+  instead of keeping two more indexes.
 """
 
 from __future__ import annotations
@@ -158,12 +165,12 @@ $$
 """,
     """
 CREATE TABLE IF NOT EXISTS {schema}.outbox_messages (
-    seq              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    outbox_id        text   NOT NULL UNIQUE,
+    outbox_id        text   PRIMARY KEY,
+    seq              bigint GENERATED ALWAYS AS IDENTITY,
     lane             bytea  NOT NULL,
     target           bytea  NOT NULL,
     payload          bytea  NOT NULL,
-    dedupe_key       bytea  UNIQUE,
+    dedupe_key       bytea,
     status           text   NOT NULL
                      CHECK (status IN ('pending', 'claimed', 'delivered', 'dead_letter')),
     available_at     bigint NOT NULL,
@@ -178,22 +185,18 @@ CREATE TABLE IF NOT EXISTS {schema}.outbox_messages (
 )
 """,
     """
-CREATE INDEX IF NOT EXISTS outbox_open
+CREATE UNIQUE INDEX IF NOT EXISTS outbox_dedupe
+    ON {schema}.outbox_messages (dedupe_key) WHERE dedupe_key IS NOT NULL
+""",
+    """
+CREATE INDEX IF NOT EXISTS outbox_pending
     ON {schema}.outbox_messages (lane, target, created_at, seq)
-    WHERE status IN ('pending', 'claimed')
+    WHERE status = 'pending'
 """,
     """
 CREATE INDEX IF NOT EXISTS outbox_leases
     ON {schema}.outbox_messages (lane, target, lease_expires_at)
     WHERE status = 'claimed'
-""",
-    """
-CREATE INDEX IF NOT EXISTS outbox_by_status
-    ON {schema}.outbox_messages (status, created_at, seq)
-""",
-    """
-CREATE INDEX IF NOT EXISTS outbox_by_age
-    ON {schema}.outbox_messages (created_at, seq)
 """,
 )
 
