@@ -5,6 +5,7 @@ Usage::
 
     python benches/report.py                   # runs pytest benches/ --benchmark-only first
     python benches/report.py --only postgres   # runs only benches/bench_postgres.py
+    python benches/report.py --only postgres_journal   # the PostgreSQL journal
     python benches/report.py results.json      # reads a --benchmark-json file
 
 Each row of the first table is one benchmark group; ``speed-up`` is the
@@ -156,12 +157,22 @@ def postgres_table(results: dict[str, Any]) -> str:
         "| SqliteOutbox | PostgresOutbox / SQLite |",
         "|---|---:|---:|---:|---:|---:|",
     ]
+    journals = [
+        "| journal operation | PostgresJournal | .rcj file | PostgreSQL / file |",
+        "|---|---:|---:|---:|",
+    ]
     for group, stores in groups.items():
         rates = {store: _rate(bench) for store, bench in stores.items()}
         info = next(iter(stores.values()))["extra_info"]
         unit = info["unit"]
         pg, lite, bare = rates.get("postgres"), rates.get("sqlite"), rates.get("bare")
-        if "workers" in info:
+        if "twin" in info:
+            file = rates.get("file")
+            journals.append(
+                f"| {group} | {_fmt_rate(pg, unit)} | {_fmt_rate(file, unit)} "
+                f"| {_ratio(pg, file)} |"
+            )
+        elif "workers" in info:
             delivery.append(
                 f"| {group} | {_fmt_rate(pg, unit)} | {_fmt_rate(bare, unit)} | {_ratio(pg, bare)} "
                 f"| {_fmt_rate(lite, unit)} | {_ratio(pg, lite)} |"
@@ -177,9 +188,11 @@ def postgres_table(results: dict[str, Any]) -> str:
         for name in ("fsync", "synchronous_commit", "full_page_writes", "wal_sync_method")
         if name in server
     )
-    lines = single
+    lines = single if len(single) > 2 else []
     if len(delivery) > 2:
         lines += ["", *delivery]
+    if len(journals) > 2:
+        lines += ["", *journals]
     lines += [
         "",
         f"Medians, {_machine(results)}. PostgreSQL {version} on 127.0.0.1 of the same machine"

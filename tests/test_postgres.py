@@ -80,6 +80,8 @@ TABLES = [
     "cache_results",
     "idempotency_counters",
     "idempotency_entries",
+    "journal_records",
+    "journal_runs",
     "outbox_messages",
     "replaycore_schema",
 ]

@@ -28,7 +28,8 @@ import builtins
 import struct
 import uuid
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections import deque
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -60,7 +61,6 @@ DEFAULT_FETCH_RECORDS = 20_000
 
 _NOW = "COALESCE(%(now)s::bigint, floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint)"
 _MAGIC = b"RCJ1"
-_READ_SNAPSHOT = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
 # Enough for a page of fetch_records frames to be ordered in memory.
 _PAGE_MEMORY = "SET LOCAL work_mem = '256MB'"
 _DECODER = msgspec.msgpack.Decoder(JournalRecord)
@@ -218,22 +218,36 @@ class PostgresJournal(PostgresStore):
             "SELECT %(run)s, s, i, k, h, b FROM unnest("
             "%(seqs)s::bigint[], %(ids)s::bytea[], %(kinds)s::text[], "
             "%(headers)s::bytea[], %(bodies)s::bytea[]) AS x(s, i, k, h, b)) "
-            f"UPDATE {runs} SET last_seq = %(last)s, sealed = sealed OR %(sealed)s "
+            f"UPDATE {runs} SET last_seq = %(last)s, records = records + %(count)s, "
+            "sealed = sealed OR %(sealed)s "
             "WHERE run_id = %(run)s"
         )
         self._last_seq = f"SELECT last_seq FROM {runs} WHERE run_id = %s"
+        self._extent = f"SELECT run_id, last_seq, records FROM {runs} WHERE run_id = ANY(%s)"
         self._runs = f"SELECT run_id FROM {runs} WHERE last_seq > 0 ORDER BY run_id"
-        self._page = (
+        self._bodies = (
             f"SELECT body FROM {records} WHERE run_id = %s AND journal_seq > %s "
             "ORDER BY journal_seq LIMIT %s"
         )
-        # A run's frames, fetch_records at a time, as one buffer per round trip.
-        self._frames = (
+        # A run's frames as one buffer per round trip: by seq range (a run
+        # whose seqs are dense, so pages can be fetched in parallel), or the
+        # next fetch_records after a seq (sparse seqs: one page after another).
+        self._range = (
+            "SELECT string_agg(header || body, ''::bytea ORDER BY journal_seq), "
+            f"max(journal_seq) FROM {records} "
+            "WHERE run_id = %s AND journal_seq > %s AND journal_seq <= %s"
+        )
+        self._after = (
             "SELECT string_agg(header || body, ''::bytea ORDER BY journal_seq), "
             "max(journal_seq) FROM ("
             f"SELECT journal_seq, header, body FROM {records} "
             "WHERE run_id = %s AND journal_seq > %s AND journal_seq <= %s "
             "ORDER BY journal_seq LIMIT %s) AS page"
+        )
+        # Several small runs' frames in one round trip.
+        self._runs_frames = (
+            "SELECT run_id, string_agg(header || body, ''::bytea ORDER BY journal_seq) "
+            f"FROM {records} WHERE run_id = ANY(%s) GROUP BY run_id"
         )
         # A new token for the owner when the run is free: never leased,
         # released, expired -- or already the same owner's.
@@ -341,6 +355,13 @@ class PostgresJournal(PostgresStore):
             stored = []
             for i, record in enumerate(batch):
                 if record.journal_seq == 0:
+                    if last == _INT64_MAX:
+                        raise InvalidArgument(
+                            f"records[{i}] cannot be numbered: the run's last seq is "
+                            "2**63 - 1, the largest there is; nothing was written",
+                            f"records[{i}].journal_seq",
+                            0,
+                        )
                     record = msgspec.structs.replace(record, journal_seq=last + 1)
                 elif record.journal_seq <= last:
                     raise InvalidArgument(
@@ -362,6 +383,7 @@ class PostgresJournal(PostgresStore):
                     "headers": [_header(body) for body in bodies],
                     "bodies": bodies,
                     "last": last,
+                    "count": len(stored),
                     "sealed": any(_terminal(record) for record in stored),
                 },
             )
@@ -390,49 +412,70 @@ class PostgresJournal(PostgresStore):
 
     def _read(self, raw: bytes, after: int) -> Iterator[JournalRecord]:
         while True:
-            rows = self._engine.rows(self._page, (raw, after, self._fetch), binary=True)
+            rows = self._engine.rows(self._bodies, (raw, after, self._fetch), binary=True)
             for (body,) in rows:
                 yield _DECODER.decode(body)
             if len(rows) < self._fetch:
                 return
             after = _DECODER.decode(rows[-1][0]).journal_seq
 
-    def _reduce(self, raw: bytes, start: Callable[[], Callable[[bytes], None]]) -> None:
-        """Hand the run's frames to ``start()`` (called once per attempt of the
-        transaction) as ``RCJ1`` buffers of up to
-        ``fetch_records`` records each, in seq order.
+    def _page(self, sql: str, params: tuple[Any, ...]) -> tuple[bytes | None, int]:
+        """One page of frames (its own read transaction, with enough
+        ``work_mem`` for the ordered aggregation to sort in memory)."""
 
-        One read-only repeatable-read transaction: every page comes from one
-        snapshot, so records appended meanwhile are either all in or all out.
-        ``work_mem`` is raised for it so that the ordered aggregation of a
-        page sorts in memory. While ``apply`` reduces one page (the Rust core
-        releases the GIL), the next one is already being fetched.
-        """
-
-        def work(connection: psycopg.Connection[Any]) -> None:
-            apply = start()
-            connection.execute(_READ_SNAPSHOT)
+        def work(connection: psycopg.Connection[Any]) -> tuple[bytes | None, int]:
             connection.execute(_PAGE_MEMORY)
-            rows = connection.execute(self._last_seq, (raw,)).fetchall()
-            last = int(rows[0][0]) if rows else 0
-            after = 0
-            with ThreadPoolExecutor(1, thread_name_prefix="replaycore-replay") as reducer:
-                pending: Future[None] | None = None
-                while after < last:
-                    cursor = connection.execute(
-                        self._frames, (raw, after, last, self._fetch), binary=True
-                    )
-                    ((frames, top),) = cursor.fetchall()
-                    if pending is not None:
-                        pending.result()
-                    if frames is None:
-                        break
-                    pending = reducer.submit(apply, _MAGIC + frames)
-                    after = int(top)
-                if pending is not None:
-                    pending.result()
+            row = connection.execute(sql, params, binary=True).fetchone()
+            assert row is not None
+            return row[0], 0 if row[1] is None else int(row[1])
 
-        self._engine.run(work)
+        return self._engine.run(work)
+
+    def _extents(self, raws: builtins.list[bytes]) -> dict[bytes, tuple[int, int]]:
+        """Each known run's (last seq, record count)."""
+        rows = self._engine.rows(self._extent, (raws,))
+        return {bytes(run): (int(last), int(count)) for run, last, count in rows}
+
+    def _pages(self, raw: bytes, last: int, count: int) -> Iterator[bytes]:
+        """The run's frames up to seq ``last`` as ``RCJ1`` buffers of about
+        ``fetch_records`` records, in seq order.
+
+        Records are never changed once committed, and an append commits its
+        records with the run's last seq, so every record up to ``last`` is
+        there and reading them in several transactions is consistent. When
+        the seqs are dense (``last <= 2 * count``) the pages are seq ranges
+        fetched two at a time on two connections, a page ahead of the caller,
+        who reduces while the server works (the Rust reducer releases the
+        GIL); otherwise each page starts after the previous one's last seq.
+        """
+        if count == 0:
+            return
+        width = self._fetch
+        if last > 2 * count:
+            after = 0
+            while after < last:
+                frames, top = self._page(self._after, (raw, after, last, width))
+                if frames is None:
+                    return
+                yield _MAGIC + frames
+                after = top
+            return
+        ranges = iter([(low, min(low + width, last)) for low in range(0, last, width)])
+        with ThreadPoolExecutor(2, thread_name_prefix="replaycore-fetch") as fetchers:
+            ahead: deque[Future[tuple[bytes | None, int]]] = deque()
+
+            def submit() -> None:
+                bounds = next(ranges, None)
+                if bounds is not None:
+                    ahead.append(fetchers.submit(self._page, self._range, (raw, *bounds)))
+
+            for _ in range(3):
+                submit()
+            while ahead:
+                frames, _ = ahead.popleft().result()
+                submit()
+                if frames is not None:
+                    yield _MAGIC + frames
 
     def replay(self, run_id: str, **options: Any) -> ReplayResult:
         """Replay one run's journal: exactly what :func:`replaycore.replay`
@@ -442,18 +485,15 @@ class PostgresJournal(PostgresStore):
         ``available_content_refs``, ``missing_content_policy``, ``strict``).
         An unknown run replays as an empty journal. The run's frames reach the
         Rust reducer a page (``fetch_records`` records) per round trip, as one
-        buffer each, never as one Python object per record.
+        buffer each, never as one Python object per record; records appended
+        while the replay runs are not in it.
         """
         raw = _text(run_id, "run_id").encode()
-        reducer = [ReplayReducer(**options)]  # bad options fail before any round trip
-
-        def start() -> Callable[[bytes], None]:
-            if reducer[0].records_applied:  # a retried transaction starts over
-                reducer[0] = ReplayReducer(**options)
-            return reducer[0].apply_many
-
-        self._reduce(raw, start)
-        return reducer[0].finish()
+        reducer = ReplayReducer(**options)  # bad options fail before any round trip
+        last, count = self._extents([raw]).get(raw, (0, 0))
+        for buffer in self._pages(raw, last, count):
+            reducer.apply_many(buffer)
+        return reducer.finish()
 
     def replay_many(
         self,
@@ -465,8 +505,8 @@ class PostgresJournal(PostgresStore):
         """Replay many runs, the reductions in parallel with the GIL released,
         as :func:`replaycore.replay_many` does for files; results in order.
 
-        Every run's frames are fetched first (each run's buffer is held in
-        memory until its replay is done).
+        Small runs' frames come several runs per round trip; every run's
+        buffer is held in memory until the replays are done.
         """
         if isinstance(run_ids, (str, bytes)) or not isinstance(run_ids, Iterable):
             raise InvalidArgumentType(
@@ -474,20 +514,36 @@ class PostgresJournal(PostgresStore):
                 "run_ids",
                 run_ids,
             )
-        ids = [_text(run_id, f"run_ids[{i}]") for i, run_id in enumerate(run_ids)]
-        sources = [self._journal_bytes(run_id.encode()) for run_id in ids]
+        raws = [_text(run_id, f"run_ids[{i}]").encode() for i, run_id in enumerate(run_ids)]
+        extents = self._extents(sorted(set(raws)))
+        frames: dict[bytes, bytes] = {}
+        batches: builtins.list[builtins.list[bytes]] = [[]]
+        batched = 0
+        for raw, (last, count) in extents.items():
+            if count > self._fetch:  # a large run: its own pages
+                frames[raw] = b"".join(p[len(_MAGIC) :] for p in self._pages(raw, last, count))
+                continue
+            if batched + count > self._fetch and batches[-1]:
+                batches.append([])
+                batched = 0
+            batches[-1].append(raw)
+            batched += count
+        # Batches of small runs, two at a time on two connections.
+        with ThreadPoolExecutor(2, thread_name_prefix="replaycore-fetch") as fetchers:
+            for found in fetchers.map(self._small_runs, [b for b in batches if b]):
+                frames.update(found)
+        sources = [_MAGIC + frames.get(raw, b"") for raw in raws]
         return _replay_many(sources, threads, return_exceptions, **options)
 
-    def _journal_bytes(self, raw: bytes) -> bytes:
-        """The whole run as one ``RCJ1`` buffer."""
-        pages: builtins.list[bytes] = []
+    def _small_runs(self, raws: builtins.list[bytes]) -> dict[bytes, bytes]:
+        """Several runs' frames in one statement (one snapshot)."""
 
-        def start() -> Callable[[bytes], None]:
-            pages.clear()
-            return lambda buffer: pages.append(buffer[len(_MAGIC) :])
+        def work(connection: psycopg.Connection[Any]) -> dict[bytes, bytes]:
+            connection.execute(_PAGE_MEMORY)
+            rows = connection.execute(self._runs_frames, (raws,), binary=True).fetchall()
+            return {bytes(run): bytes(data) for run, data in rows}
 
-        self._reduce(raw, start)
-        return _MAGIC + b"".join(pages)
+        return self._engine.run(work)
 
     # -- run leases ----------------------------------------------------------------
 

@@ -209,6 +209,7 @@ _V1_JOURNALS = (
 CREATE TABLE IF NOT EXISTS {schema}.journal_runs (
     run_id           bytea   PRIMARY KEY,
     last_seq         bigint  NOT NULL DEFAULT 0,
+    records          bigint  NOT NULL DEFAULT 0,
     sealed           boolean NOT NULL DEFAULT false,
     lease_owner      bytea,
     lease_token      text,
