@@ -133,6 +133,28 @@ def _header(body: bytes) -> bytes:
     return head + struct.pack("<I", zlib.crc32(head))
 
 
+def _readable(record: JournalRecord, index: int) -> bytes:
+    """The canonical body of ``record``, checked to decode back as what it is.
+
+    A msgspec Struct does not check its fields when built, so a record with
+    a field of the wrong type would encode, commit, and then make the run
+    unreadable; it is refused here instead, naming it, before anything is
+    written.
+    """
+    argument = f"records[{index}]"
+    try:
+        body = encode_canonical(record)
+    except InvalidArgument as exc:
+        raise type(exc)(f"{argument}: {exc.message}", argument, record) from None
+    try:
+        _DECODER.decode(body)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise InvalidArgument(
+            f"{argument} would not read back as a JournalRecord: {exc}", argument, record
+        ) from None
+    return body
+
+
 def _terminal(record: JournalRecord) -> bool:
     """Whether the record seals its run (SPEC 7.2 rule 7)."""
     payload = record.payload
@@ -372,7 +394,7 @@ class PostgresJournal(PostgresStore):
                     )
                 last = record.journal_seq
                 stored.append(record)
-            bodies = [encode_canonical(record) for record in stored]
+            bodies = [_readable(record, i) for i, record in enumerate(stored)]
             connection.execute(
                 self._write,
                 {
