@@ -27,6 +27,7 @@ import contextlib
 import importlib
 import json
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -39,6 +40,7 @@ from netns import TestHosts
 from netns import why_unavailable as netns_unavailable
 from pg_server import PostgresServer
 from pg_server import why_unavailable as postgres_unavailable
+from support import SKEW_S
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCE_PACKAGE = REPO / "python" / "replaycore"
@@ -279,3 +281,12 @@ class PostgresRequired:
         if self.problem:
             terminalreporter.write_sep("=", "REPLAYCORE_REQUIRE_POSTGRES=1", red=True)
             terminalreporter.write_line(f"session failed: {self.problem}", red=True)
+
+
+@pytest.fixture
+def skewed_local_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This process's clock a year ahead of the server's: a time that comes from
+    it (rather than from the database) falls outside every bound checked."""
+    real_time, real_time_ns = time.time, time.time_ns
+    monkeypatch.setattr(time, "time", lambda: real_time() + SKEW_S)
+    monkeypatch.setattr(time, "time_ns", lambda: real_time_ns() + SKEW_S * 10**9)

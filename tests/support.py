@@ -3,6 +3,7 @@ the PostgreSQL parameter of the store fixtures."""
 
 from __future__ import annotations
 
+import multiprocessing
 from collections.abc import Callable
 from typing import Any
 
@@ -154,3 +155,47 @@ store_values = st.one_of(
         ]
     ),
 )
+
+
+# -- PostgreSQL tests: processes, clocks, names ---------------------------------------
+
+SPAWN = multiprocessing.get_context("spawn")
+#: The bound on every wait for a test process: a hang fails instead of blocking.
+PROCESS_TIMEOUT = 60
+#: How far ``skewed_local_clock`` moves this process's clock ahead.
+SKEW_S = 365 * 86_400
+
+
+def table(schema: str, name: str) -> Any:
+    """``schema.name`` as a psycopg SQL identifier (psycopg imported only here)."""
+    from psycopg import sql
+
+    return sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(name))
+
+
+def run_processes(
+    target: Callable[..., None],
+    arg_lists: list[tuple[Any, ...]],
+    while_running: Callable[[], None] | None = None,
+) -> list[Any]:
+    """Run ``target(*args, results)`` in one spawned process per args, call
+    ``while_running()`` once they are started, and return what each put on
+    ``results`` (one item each), after checking every one exited 0."""
+    results = SPAWN.Queue()
+    procs = [SPAWN.Process(target=target, args=(*args, results)) for args in arg_lists]
+    for proc in procs:
+        proc.start()
+    try:
+        if while_running is not None:
+            while_running()
+        reports = [results.get(timeout=PROCESS_TIMEOUT) for _ in procs]
+    finally:
+        for proc in procs:
+            proc.join(PROCESS_TIMEOUT)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(PROCESS_TIMEOUT)
+    crashed = [r for r in reports if isinstance(r[1], str) and r[1].startswith("crashed")]
+    assert crashed == []
+    assert [proc.exitcode for proc in procs] == [0] * len(procs)
+    return reports

@@ -27,7 +27,6 @@ import contextlib
 import json
 import logging
 import math
-import multiprocessing
 import os
 import signal
 import socket
@@ -63,17 +62,20 @@ from replaycore.postgres import (
 )
 from replaycore.postgres.schema import MIGRATIONS
 from replaycore.types import PutOutcome, Scope, StoreStats
+from support import (
+    PROCESS_TIMEOUT,
+    SPAWN,
+    run_processes,
+    table,
+)
 
 if TYPE_CHECKING:
     from conftest import PostgresHosts
     from pg_server import PostgresServer
 
-SPAWN = multiprocessing.get_context("spawn")
-PROCESS_TIMEOUT = 60
 #: How long the stores of the failure tests wait for a connection.
 TIMEOUT_S = 2
 #: How far this process's clock is moved ahead in the clock tests.
-SKEW_S = 365 * 86_400
 #: Every table a schema holds (one list of migrations serves every store).
 TABLES = [
     "cache_leases",
@@ -121,10 +123,6 @@ def tables_of(server: PostgresServer, schema: str) -> list[str]:
 
 def version_rows(server: PostgresServer, schema: str) -> list[tuple[Any, ...]]:
     return server.psql(sql.SQL("SELECT version FROM {}").format(table(schema, "replaycore_schema")))
-
-
-def table(schema: str, name: str) -> sql.Composed:
-    return sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(name))
 
 
 def drop_schema(server: PostgresServer, name: str) -> None:
@@ -208,15 +206,6 @@ def in_thread(fn: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     return thread, out
-
-
-@pytest.fixture
-def skewed_local_clock(monkeypatch: pytest.MonkeyPatch) -> None:
-    """This process's clock a year ahead of the server's: a time that comes from
-    it (rather than from the database) falls outside every bound checked."""
-    real_time, real_time_ns = time.time, time.time_ns
-    monkeypatch.setattr(time, "time", lambda: real_time() + SKEW_S)
-    monkeypatch.setattr(time, "time_ns", lambda: real_time_ns() + SKEW_S * 10**9)
 
 
 # -- clocks -------------------------------------------------------------------------------
@@ -947,34 +936,6 @@ def _open_at_once(dsn: str, schema: str, kind: str, barrier: Any, results: Any) 
     except BaseException as exc:
         results.put((kind, f"crashed: {exc!r}"))
         raise
-
-
-def run_processes(
-    target: Callable[..., None],
-    arg_lists: list[tuple[Any, ...]],
-    while_running: Callable[[], None] | None = None,
-) -> list[Any]:
-    """Run ``target(*args, results)`` in one spawned process per args, call
-    ``while_running()`` once they are started, and return what each put on
-    ``results`` (one item each), after checking every one exited 0."""
-    results = SPAWN.Queue()
-    procs = [SPAWN.Process(target=target, args=(*args, results)) for args in arg_lists]
-    for proc in procs:
-        proc.start()
-    try:
-        if while_running is not None:
-            while_running()
-        reports = [results.get(timeout=PROCESS_TIMEOUT) for _ in procs]
-    finally:
-        for proc in procs:
-            proc.join(PROCESS_TIMEOUT)
-            if proc.is_alive():
-                proc.kill()
-                proc.join(PROCESS_TIMEOUT)
-    crashed = [r for r in reports if isinstance(r[1], str) and r[1].startswith("crashed")]
-    assert crashed == []
-    assert [proc.exitcode for proc in procs] == [0] * len(procs)
-    return reports
 
 
 def lock_waiters(server: PostgresServer) -> int:

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import multiprocessing
 import os
 import queue
 import random
@@ -86,17 +85,20 @@ from replaycore.records import (
     RunLifecycle,
     TerminalResult,
 )
+from support import (
+    PROCESS_TIMEOUT,
+    SPAWN,
+    run_processes,
+    table,
+)
 
 if TYPE_CHECKING:
     from conftest import PostgresHosts
     from pg_server import PostgresServer
 
-SPAWN = multiprocessing.get_context("spawn")
-PROCESS_TIMEOUT = 60
 #: How long the journals of the failure tests wait for a connection.
 TIMEOUT_S = 2
 #: How far this process's clock is moved ahead in the clock tests.
-SKEW_S = 365 * 86_400
 RUN = "run-1"
 HOUR_MS = 3_600_000
 
@@ -121,10 +123,6 @@ def server_ms(server: PostgresServer) -> int:
     """The server's clock now, in epoch milliseconds (as the leases use it)."""
     ((ms,),) = server.psql("SELECT floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint")
     return int(ms)
-
-
-def table(schema: str, name: str) -> sql.Composed:
-    return sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(name))
 
 
 def dump(server: PostgresServer, schema: str) -> tuple[list[Any], list[Any]]:
@@ -195,48 +193,11 @@ def is_terminal(record: Any) -> bool:
     )
 
 
-def run_processes(
-    target: Callable[..., None],
-    arg_lists: list[tuple[Any, ...]],
-    while_running: Callable[[], None] | None = None,
-) -> list[Any]:
-    """Run ``target(*args, results)`` in one spawned process per args, call
-    ``while_running()`` once they are started, and return what each put on
-    ``results`` (one item each), after checking every one exited 0."""
-    results = SPAWN.Queue()
-    procs = [SPAWN.Process(target=target, args=(*args, results)) for args in arg_lists]
-    for proc in procs:
-        proc.start()
-    try:
-        if while_running is not None:
-            while_running()
-        reports = [results.get(timeout=PROCESS_TIMEOUT) for _ in procs]
-    finally:
-        for proc in procs:
-            proc.join(PROCESS_TIMEOUT)
-            if proc.is_alive():
-                proc.kill()
-                proc.join(PROCESS_TIMEOUT)
-    crashed = [r for r in reports if isinstance(r[1], str) and r[1].startswith("crashed")]
-    assert crashed == []
-    assert [proc.exitcode for proc in procs] == [0] * len(procs)
-    return reports
-
-
 @pytest.fixture
 def journal(pg_dsn: str, pg_schema: str) -> Iterator[PostgresJournal]:
     """A journal on a fresh schema that reads three records per round trip."""
     with PostgresJournal(pg_dsn, schema=pg_schema, fetch_records=3) as made:
         yield made
-
-
-@pytest.fixture
-def skewed_local_clock(monkeypatch: pytest.MonkeyPatch) -> None:
-    """This process's clock a year ahead of the server's: a time that comes from
-    it (rather than from the database) falls outside every bound checked."""
-    real_time, real_time_ns = time.time, time.time_ns
-    monkeypatch.setattr(time, "time", lambda: real_time() + SKEW_S)
-    monkeypatch.setattr(time, "time_ns", lambda: real_time_ns() + SKEW_S * 10**9)
 
 
 # -- appending ----------------------------------------------------------------------------
