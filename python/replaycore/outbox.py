@@ -284,20 +284,43 @@ def _check_drafts(drafts: Any) -> builtins.list[OutboxDraft]:
     return [_check_draft(d, f"drafts[{i}]") for i, d in enumerate(drafts)]
 
 
+#: With a database's clock, ``now + lease_ms`` must still fit in 63 bits; epoch
+#: milliseconds are about 2**41 today, which leaves ample room.
+MAX_LEASE_WITH_DATABASE_CLOCK = 2**62
+
+
+def _check_now(now: Any, database_clock: bool) -> int | None:
+    """``now`` in ms, or None (the database's clock) where the store has one."""
+    if now is None and database_clock:
+        return None
+    return _integer(now, "now", 0)
+
+
 def _check_claim(
-    lane: Any, target: Any, limit: Any, lease_ms: Any, consumer_id: Any, now: Any
-) -> tuple[str, str, int, int, str, int]:
+    lane: Any,
+    target: Any,
+    limit: Any,
+    lease_ms: Any,
+    consumer_id: Any,
+    now: Any,
+    *,
+    database_clock: bool = False,
+) -> tuple[str, str, int, int, str, Any]:
     lane = _text(lane, "lane", "")
     target = _text(target, "target", "")
     limit = _integer(limit, "limit", 0)
     lease_ms = _integer(lease_ms, "lease_ms", 1)
     consumer_id = _text(consumer_id, "consumer_id", "")
-    now = _integer(now, "now", 0)
-    if now + lease_ms > _INT64_MAX:
+    at = _check_now(now, database_clock)
+    if at is None and lease_ms > MAX_LEASE_WITH_DATABASE_CLOCK:
         raise OutboxValidationError(
-            f"now + lease_ms must not exceed 2**63 - 1, got {now} + {lease_ms}", "lease_ms"
+            f"lease_ms must be below 2**62 with the database's clock, got {lease_ms}", "lease_ms"
         )
-    return lane, target, limit, lease_ms, consumer_id, now
+    if at is not None and at + lease_ms > _INT64_MAX:
+        raise OutboxValidationError(
+            f"now + lease_ms must not exceed 2**63 - 1, got {at} + {lease_ms}", "lease_ms"
+        )
+    return lane, target, limit, lease_ms, consumer_id, at
 
 
 def _check_list(status: Any, limit: Any, lane_prefix: Any) -> tuple[str | None, int, str]:
@@ -762,14 +785,20 @@ class MemoryOutbox:
 
 
 def _check_nack(
-    outbox_id: Any, claim_token: Any, error: Any, retry_at: Any, now: Any
-) -> tuple[str, str | None, str, int, int]:
+    outbox_id: Any,
+    claim_token: Any,
+    error: Any,
+    retry_at: Any,
+    now: Any,
+    *,
+    database_clock: bool = False,
+) -> tuple[str, str | None, str, int, Any]:
     return (
         _any_text(outbox_id, "outbox_id"),
         _token(claim_token),
         _any_text(error, "error"),
         _integer(retry_at, "retry_at", 0),
-        _integer(now, "now", 0),
+        _check_now(now, database_clock),
     )
 
 
@@ -895,7 +924,7 @@ class ScopedOutbox:
     ) -> NackOutcome:
         """Nack a message of this scope; ``"lost_claim"`` for any other scope's message."""
         outbox_id, claim_token, error, retry_at, _ = _check_nack(
-            outbox_id, claim_token, error, retry_at, 0 if now is None else now
+            outbox_id, claim_token, error, retry_at, now, database_clock=True
         )
         # A message's lane never changes, so checking the scope first is race-free.
         if not self._mine(self.inner.get(outbox_id)):

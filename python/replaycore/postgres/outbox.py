@@ -12,20 +12,20 @@ import psycopg_pool
 from replaycore.errors import InvalidArgument, OutboxValidationError
 from replaycore.outbox import (
     _DECODER,
-    _INT64_MAX,
     LEASE_EXPIRED,
     NackOutcome,
     OutboxDraft,
     OutboxMessage,
     _any_text,
+    _check_claim,
     _check_claims,
     _check_draft,
     _check_drafts,
     _check_list,
+    _check_nack,
+    _check_now,
     _encode_payload,
-    _integer,
     _new_id,
-    _text,
     _token,
     first_acks,
 )
@@ -42,9 +42,6 @@ __all__ = ["PostgresOutbox"]
 # The time a statement works with, in ms: the caller's ``now`` when given,
 # else the database's clock at the start of the statement.
 _NOW = "COALESCE(%(now)s::bigint, floor(extract(epoch FROM statement_timestamp()) * 1000)::bigint)"
-# With the database's clock, ``now + lease_ms`` must still fit in a bigint;
-# today's epoch milliseconds are about 2**41, so this leaves ample room.
-_MAX_LEASE_WITH_DB_CLOCK = 2**62
 
 _COLUMNS = (
     "outbox_id, lane, target, payload, dedupe_key, status, available_at, attempt_count, "
@@ -82,7 +79,7 @@ def _order(row: tuple[Any, ...]) -> tuple[int, int]:
 
 
 def _now(now: Any) -> int | None:
-    return None if now is None else _integer(now, "now", 0)
+    return _check_now(now, database_clock=True)
 
 
 class PostgresOutbox(PostgresStore):
@@ -298,20 +295,9 @@ class PostgresOutbox(PostgresStore):
     ) -> builtins.list[OutboxMessage]:
         """Claim up to ``limit`` due messages of ``lane`` and ``target``, oldest
         first, in one statement; see :meth:`~replaycore.outbox.OutboxStore.claim`."""
-        lane = _text(lane, "lane", "")
-        target = _text(target, "target", "")
-        limit = _integer(limit, "limit", 0)
-        lease_ms = _integer(lease_ms, "lease_ms", 1)
-        consumer_id = _text(consumer_id, "consumer_id", "")
-        at = _now(now)
-        ceiling = _MAX_LEASE_WITH_DB_CLOCK if at is None else _INT64_MAX - at
-        if lease_ms > ceiling:
-            raise OutboxValidationError(
-                f"now + lease_ms must not exceed 2**63 - 1, got {at} + {lease_ms}"
-                if at is not None
-                else f"lease_ms must be below 2**62 with the database's clock, got {lease_ms}",
-                "lease_ms",
-            )
+        lane, target, limit, lease_ms, consumer_id, at = _check_claim(
+            lane, target, limit, lease_ms, consumer_id, now, database_clock=True
+        )
         rows = self._engine.rows(
             self._claim_sql,
             {
@@ -376,11 +362,9 @@ class PostgresOutbox(PostgresStore):
     ) -> NackOutcome:
         """Requeue or dead-letter a claimed message in one statement; see
         :meth:`~replaycore.outbox.OutboxStore.nack`."""
-        outbox_id = _any_text(outbox_id, "outbox_id")
-        claim_token = _token(claim_token)
-        error = _any_text(error, "error")
-        retry_at = _integer(retry_at, "retry_at", 0)
-        at = _now(now)
+        outbox_id, claim_token, error, retry_at, at = _check_nack(
+            outbox_id, claim_token, error, retry_at, now, database_clock=True
+        )
         if claim_token is None:
             return "lost_claim"
         rows = self._engine.rows(
