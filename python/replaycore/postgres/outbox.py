@@ -73,9 +73,9 @@ def _message(row: tuple[Any, ...]) -> OutboxMessage:
     )
 
 
-def _order(row: tuple[Any, ...]) -> tuple[int, int]:
-    # created_at, then seq (the last column the claim returns)
-    return (row[13], row[15])
+def _claim_order(row: tuple[Any, ...]) -> tuple[int, int]:
+    # created_at, then seq, of a row the claim returns
+    return (row[9], row[11])
 
 
 def _now(now: Any) -> int | None:
@@ -191,7 +191,11 @@ class PostgresOutbox(PostgresStore):
             "claim_token = replace(gen_random_uuid()::text, '-', ''), "
             "lease_expires_at = t.now + %(lease_ms)s, attempt_count = m.attempt_count + 1, "
             "updated_at = t.now FROM t, picked WHERE m.ctid = picked.ctid "
-            f"RETURNING {', '.join('m.' + c for c in _COLUMNS.split(', '))}, m.seq"
+            # What the caller knows already (lane, target, consumer, status) is
+            # not sent back.
+            "RETURNING m.outbox_id, m.payload, m.dedupe_key, m.available_at, "
+            "m.attempt_count, m.max_attempts, m.claim_token, m.lease_expires_at, "
+            "m.last_error, m.created_at, m.updated_at, m.seq"
         )
         # Acks: delivered while the token holds the claim, within the lanes
         # that start with the prefix (ScopedOutbox). A message has a token only
@@ -310,7 +314,27 @@ class PostgresOutbox(PostgresStore):
                 "lease_ms": lease_ms,
             },
         )
-        return [_message(row) for row in sorted(rows, key=_order)]
+        rows.sort(key=_claim_order)
+        return [
+            OutboxMessage(
+                outbox_id=row[0],
+                lane=lane,
+                target=target,
+                payload=_DECODER.decode(row[1]),
+                dedupe_key=_utf8(row[2]),
+                status="claimed",
+                available_at=row[3],
+                attempt_count=row[4],
+                max_attempts=row[5],
+                claimed_by=consumer_id,
+                claim_token=row[6],
+                lease_expires_at=row[7],
+                last_error=_utf8(row[8]),
+                created_at=row[9],
+                updated_at=row[10],
+            )
+            for row in rows
+        ]
 
     def ack(self, outbox_id: str, claim_token: str | None, now: int | None = None) -> bool:
         """Mark a claimed message delivered; see :meth:`~replaycore.outbox.OutboxStore.ack`."""
