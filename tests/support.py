@@ -4,7 +4,10 @@ the PostgreSQL parameter of the store fixtures."""
 from __future__ import annotations
 
 import multiprocessing
+import os
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -199,3 +202,99 @@ def run_processes(
     assert crashed == []
     assert [proc.exitcode for proc in procs] == [0] * len(procs)
     return reports
+
+
+# -- processes racing ResultCache.execute on one key ------------------------------------
+
+
+def open_cache(where: tuple[str, ...]) -> Any:
+    """A durable result cache from picklable arguments: ``("sqlite", path)`` or
+    ``("postgres", dsn, schema)``, so a spawned process can open its own."""
+    if where[0] == "sqlite":
+        from replaycore.sqlite import SqliteResultCache
+
+        return SqliteResultCache(where[1])
+    from replaycore.postgres import PostgresResultCache
+
+    return PostgresResultCache(where[1], schema=where[2])
+
+
+def _execute_racer(
+    where: tuple[str, ...],
+    key: str,
+    log: str,
+    hold_s: float,
+    timeout: float,
+    barrier: Any,
+    release: Any,
+    wait: bool,
+    results: Any,
+) -> None:
+    """One racer: call ``execute(key)`` with the others; the step logs a line
+    per execution and waits for ``release``; report each stage on ``results``."""
+    from replaycore.errors import InProgress
+
+    try:
+        cache = open_cache(where)
+
+        def step() -> int:
+            with open(log, "a") as out:  # one line per execution, whichever process
+                out.write(f"{os.getpid()}\n")
+            results.put(("entered", os.getpid()))
+            assert release.wait(timeout)
+            time.sleep(hold_s)
+            return os.getpid()
+
+        barrier.wait(timeout)
+        results.put(("calling", os.getpid()))
+        try:
+            outcome = cache.execute(key, step, wait=wait)
+        except InProgress as exc:
+            results.put(("busy", exc.lease_expires_at))
+        else:
+            results.put(("done", outcome.value))
+        cache.close()
+    except BaseException as exc:  # report at once instead of letting the parent time out
+        results.put(("crashed", repr(exc)))
+        raise
+
+
+def race_execute(
+    where: tuple[str, ...],
+    key: str,
+    log: Path,
+    wait: bool,
+    processes: int,
+    timeout: float,
+    hold_s: float = 0.0,
+) -> tuple[list[tuple[str, Any]], list[str]]:
+    """``processes`` spawned processes racing ``execute(key)`` on the cache
+    ``where``: what they reported, and one log line per run of the step.
+
+    The executing process is released only once every process has called
+    execute and (without ``wait``) the others have been turned away.
+    """
+    open_cache(where).close()  # the schema exists before the race starts
+    barrier, release, results = SPAWN.Barrier(processes), SPAWN.Event(), SPAWN.Queue()
+    args = (where, key, str(log), hold_s, timeout, barrier, release, wait, results)
+    procs = [SPAWN.Process(target=_execute_racer, args=args) for _ in range(processes)]
+    for proc in procs:
+        proc.start()
+    messages: list[tuple[str, Any]] = []
+    try:
+        needed = {"calling": processes, "entered": 1, "busy": 0 if wait else processes - 1}
+        while any(sum(m[0] == k for m in messages) < n for k, n in needed.items()):
+            messages.append(results.get(timeout=timeout))
+            assert messages[-1][0] != "crashed", messages[-1]
+        release.set()
+        while sum(m[0] in ("done", "busy") for m in messages) < processes:
+            messages.append(results.get(timeout=timeout))
+            assert messages[-1][0] != "crashed", messages[-1]
+    finally:
+        release.set()
+        for proc in procs:
+            proc.join(timeout)
+            if proc.is_alive():
+                proc.kill()
+    assert [proc.exitcode for proc in procs] == [0] * processes
+    return messages, log.read_text().splitlines() if log.exists() else []

@@ -42,7 +42,7 @@ from replaycore.cache import (
 )
 from replaycore.errors import InvalidArgument, InvalidArgumentType
 from replaycore.postgres import PostgresResultCache
-from support import POSTGRES
+from support import POSTGRES, race_execute
 
 KEY = "idem_0123456789abcdef"
 PROCESSES = 4
@@ -783,69 +783,9 @@ def test_sqlite_closed_cache_is_unavailable(tmp_path):
 # -- processes ----------------------------------------------------------------
 
 
-def _count_lines(path: Path) -> list[str]:
-    return path.read_text().splitlines() if path.exists() else []
-
-
-def _racer(path: str, log: str, barrier: Any, release: Any, wait: bool, results: Any) -> None:
-    try:
-        _race_once(path, log, barrier, release, wait, results)
-    except BaseException as exc:  # report at once instead of letting the parent time out
-        results.put(("crashed", repr(exc)))
-        raise
-
-
-def _race_once(path: str, log: str, barrier: Any, release: Any, wait: bool, results: Any) -> None:
-    cache = SqliteResultCache(path)
-
-    def step() -> int:
-        with open(log, "a") as out:  # one line per execution, whichever process
-            out.write(f"{os.getpid()}\n")
-        results.put(("entered", os.getpid()))
-        assert release.wait(WAIT_S)
-        return os.getpid()
-
-    barrier.wait(WAIT_S)
-    results.put(("calling", os.getpid()))
-    try:
-        outcome = cache.execute(KEY, step, wait=wait)
-    except InProgress as exc:
-        results.put(("busy", exc.lease_expires_at))
-    else:
-        results.put(("done", outcome.value))
-    cache.close()
-
-
 def _race(tmp_path: Path, wait: bool) -> tuple[list[tuple[str, Any]], list[str]]:
-    path, log = tmp_path / "race.db", tmp_path / "executions.log"
-    SqliteResultCache(path).close()
-    barrier, release, results = SPAWN.Barrier(PROCESSES), SPAWN.Event(), SPAWN.Queue()
-    procs = [
-        SPAWN.Process(target=_racer, args=(str(path), str(log), barrier, release, wait, results))
-        for _ in range(PROCESSES)
-    ]
-    for proc in procs:
-        proc.start()
-    messages: list[tuple[str, Any]] = []
-    try:
-        # release the executing process only once every process has called execute
-        # and (without wait) the others have been turned away
-        needed = {"calling": PROCESSES, "entered": 1, "busy": 0 if wait else PROCESSES - 1}
-        while any(sum(m[0] == k for m in messages) < n for k, n in needed.items()):
-            messages.append(results.get(timeout=WAIT_S))
-            assert messages[-1][0] != "crashed", messages[-1]
-        release.set()
-        while sum(m[0] in ("done", "busy") for m in messages) < PROCESSES:
-            messages.append(results.get(timeout=WAIT_S))
-            assert messages[-1][0] != "crashed", messages[-1]
-    finally:
-        release.set()
-        for proc in procs:
-            proc.join(WAIT_S)
-            if proc.is_alive():
-                proc.kill()
-    assert [proc.exitcode for proc in procs] == [0] * PROCESSES
-    return messages, _count_lines(log)
+    where = ("sqlite", str(tmp_path / "race.db"))
+    return race_execute(where, KEY, tmp_path / "executions.log", wait, PROCESSES, WAIT_S)
 
 
 def test_four_processes_racing_with_wait_execute_once(tmp_path):

@@ -65,6 +65,7 @@ from replaycore.types import PutOutcome, Scope, StoreStats
 from support import (
     PROCESS_TIMEOUT,
     SPAWN,
+    race_execute,
     run_processes,
     table,
 )
@@ -1175,69 +1176,15 @@ def test_processes_racing_put_with_different_contents_one_wins_per_scope(pg_dsn,
 KEY = "idem_race"
 
 
-def _race_execute(
-    dsn: str, schema: str, log: str, barrier: Any, release: Any, wait: bool, results: Any
-) -> None:
-    try:
-        with PostgresResultCache(dsn, schema=schema) as cache:
-
-            def step() -> int:
-                with open(log, "a") as out:  # one line per execution, whichever process
-                    out.write(f"{os.getpid()}\n")
-                results.put(("entered", os.getpid()))
-                assert release.wait(PROCESS_TIMEOUT)
-                time.sleep(0.3)
-                return os.getpid()
-
-            barrier.wait(PROCESS_TIMEOUT)
-            results.put(("calling", os.getpid()))
-            try:
-                outcome = cache.execute(KEY, step, wait=wait)
-            except InProgress as exc:
-                results.put(("busy", exc.lease_expires_at))
-            else:
-                results.put(("done", outcome.value))
-    except BaseException as exc:
-        results.put(("crashed", repr(exc)))
-        raise
-
-
-def race_execute(dsn: str, schema: str, tmp_path: Path, wait: bool) -> tuple[list[Any], list[str]]:
-    PostgresResultCache(dsn, schema=schema).close()
+def race_for_step(dsn: str, schema: str, tmp_path: Path, wait: bool) -> tuple[list[Any], list[str]]:
+    """PROCESSES processes racing ``execute`` on one key; the step holds for 0.3 s."""
     log = tmp_path / "executions.log"
-    barrier, release, results = SPAWN.Barrier(PROCESSES), SPAWN.Event(), SPAWN.Queue()
-    procs = [
-        SPAWN.Process(
-            target=_race_execute, args=(dsn, schema, str(log), barrier, release, wait, results)
-        )
-        for _ in range(PROCESSES)
-    ]
-    for proc in procs:
-        proc.start()
-    messages: list[Any] = []
-    try:
-        # Release the executing process only once every process has called
-        # execute and (without wait) the others have been turned away.
-        needed = {"calling": PROCESSES, "entered": 1, "busy": 0 if wait else PROCESSES - 1}
-        while any(sum(m[0] == k for m in messages) < n for k, n in needed.items()):
-            messages.append(results.get(timeout=PROCESS_TIMEOUT))
-            assert messages[-1][0] != "crashed", messages[-1]
-        release.set()
-        while sum(m[0] in ("done", "busy") for m in messages) < PROCESSES:
-            messages.append(results.get(timeout=PROCESS_TIMEOUT))
-            assert messages[-1][0] != "crashed", messages[-1]
-    finally:
-        release.set()
-        for proc in procs:
-            proc.join(PROCESS_TIMEOUT)
-            if proc.is_alive():
-                proc.kill()
-    assert [proc.exitcode for proc in procs] == [0] * PROCESSES
-    return messages, log.read_text().splitlines()
+    where = ("postgres", dsn, schema)
+    return race_execute(where, KEY, log, wait, PROCESSES, PROCESS_TIMEOUT, hold_s=0.3)
 
 
 def test_processes_racing_execute_run_the_step_once(pg_dsn, pg_schema, tmp_path):
-    messages, executions = race_execute(pg_dsn, pg_schema, tmp_path, wait=False)
+    messages, executions = race_for_step(pg_dsn, pg_schema, tmp_path, wait=False)
     assert len(executions) == 1
     executor = int(executions[0])
     assert [m for m in messages if m[0] == "entered"] == [("entered", executor)]
@@ -1252,7 +1199,7 @@ def test_processes_racing_execute_run_the_step_once(pg_dsn, pg_schema, tmp_path)
 
 
 def test_processes_racing_execute_with_wait_all_get_the_first_outcome(pg_dsn, pg_schema, tmp_path):
-    messages, executions = race_execute(pg_dsn, pg_schema, tmp_path, wait=True)
+    messages, executions = race_for_step(pg_dsn, pg_schema, tmp_path, wait=True)
     assert len(executions) == 1
     executor = int(executions[0])
     assert [m for m in messages if m[0] == "entered"] == [("entered", executor)]
