@@ -17,12 +17,12 @@ reference when the environment variable ``REPLAYCORE_BACKEND=python`` is set.
 
 from __future__ import annotations
 
-import importlib as _importlib
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _version
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from replaycore._backend import BACKEND
+from replaycore._lazy import lazy_names
 from replaycore.cache import (
     CachedResult,
     CacheStats,
@@ -111,13 +111,11 @@ _DURABLE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name == "reference":  # the pure-Python twin, always reachable (SPEC 1)
-        return _importlib.import_module("replaycore.reference")
-    module = _DURABLE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(_importlib.import_module(module), name)
+__getattr__ = lazy_names(
+    __name__,
+    # the reference, always reachable as an attribute (SPEC 1), and the durable stores
+    {"reference": "replaycore.reference", **_DURABLE},
+)
 
 
 try:

@@ -52,7 +52,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import importlib
 import inspect
 import math
 import os
@@ -75,6 +74,7 @@ from typing import (
 import msgspec
 
 from replaycore._checks import text
+from replaycore._lazy import lazy_names
 from replaycore.errors import (
     InProgress,
     InvalidArgument,
@@ -114,12 +114,7 @@ _DURABLE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    # The durable caches import their engine; load them only when asked for.
-    module = _DURABLE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_names(__name__, _DURABLE)
 
 
 T = TypeVar("T")

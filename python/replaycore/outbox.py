@@ -79,7 +79,6 @@ from __future__ import annotations
 
 import builtins
 import heapq
-import importlib
 import threading
 import uuid
 from collections.abc import Iterable
@@ -87,6 +86,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, cast, get_args, runtim
 
 import msgspec
 
+from replaycore._lazy import lazy_names
 from replaycore.errors import OutboxValidationError, StoreUnavailable
 
 if TYPE_CHECKING:
@@ -123,12 +123,7 @@ _DURABLE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    # The durable outboxes import their engine; load them only when asked for.
-    module = _DURABLE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_names(__name__, _DURABLE)
 
 
 _ENCODER = msgspec.msgpack.Encoder()

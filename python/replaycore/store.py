@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import msgspec
 
 from replaycore._backend import BACKEND
+from replaycore._lazy import lazy_names
 from replaycore.errors import IdempotencyConflict, InvalidArgumentType, StoreUnavailable
 from replaycore.records import decode_canonical, differing_fields, encode_canonical
 from replaycore.types import PutOutcome, Scope, StoreStats
@@ -62,12 +63,7 @@ _DURABLE = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    # The durable stores import their engine; load them only when asked for.
-    module = _DURABLE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__ = lazy_names(__name__, _DURABLE)
 
 
 @runtime_checkable
