@@ -512,6 +512,42 @@ def test_a_crash_during_writes_keeps_every_acknowledged_write(pg_server, pg_dsn,
         assert len(box.list(limit=200_000)) == len(acked["enqueue"]) + 1
 
 
+def _wal_syncs(dsn: str) -> int:
+    """How many times the server has flushed its WAL to disk so far."""
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        row = connection.execute("SELECT wal_sync FROM pg_stat_wal").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_cache_hits_do_not_wait_for_the_disk_and_writes_do(pg_server, pg_dsn, pg_schema):
+    """A hit changes only the access count, so it commits asynchronously;
+    storing an outcome (and every other write) waits for its WAL flush. The
+    server counts its flushes (``pg_stat_wal``); a backend reports its own
+    counts when its connection closes, so each phase closes its cache."""
+    calls = 200
+    with PostgresResultCache(pg_dsn, schema=pg_schema) as cache:
+        for i in range(calls):
+            assert cache.execute(f"k{i}", lambda i=i: i) == Success(i)
+    before_hits = _wal_syncs(pg_dsn)
+    with PostgresResultCache(pg_dsn, schema=pg_schema) as cache:
+        for i in range(calls):
+            assert cache.execute(f"k{i}", NeverCalled()) == Success(i)
+            assert cache.get(f"k{i}") is not None
+    after_hits = _wal_syncs(pg_dsn)
+    with PostgresResultCache(pg_dsn, schema=pg_schema) as cache:
+        for i in range(calls):
+            assert cache.put(CachedResult.success(f"p{i}", "i", i, ttl_s=3600)) is True
+    after_puts = _wal_syncs(pg_dsn)
+
+    # Every durable write flushed (one client: no commit shares a flush) ...
+    assert after_puts - after_hits >= calls
+    # ... while 400 hits needed at most the WAL writer's periodic flushes.
+    assert after_hits - before_hits < calls // 4
+    with PostgresResultCache(pg_dsn, schema=pg_schema) as cache:
+        assert [cache.get(f"k{i}").access_count for i in range(3)] == [3, 3, 3]  # type: ignore[union-attr]
+
+
 @pytest.mark.parametrize(
     "outage_s",
     # One call of each kind while the server is down; then an outage of about
@@ -1079,6 +1115,46 @@ def test_the_context_manager_closes_the_pool_the_store_owns(kind, pg_server, pg_
         calls[kind]()
     made.close()  # idempotent
     assert connections_named(pg_server, name) == 0
+
+
+def test_hot_statements_are_planned_once_per_connection(pg_dsn, pg_schema):
+    """Every statement of the hot paths runs from a cached generic plan once
+    warm: the server counts, per prepared statement, the executions it
+    planned again (``custom_plans``), which only the first five should be.
+    A statement the server keeps re-planning costs a planning per call --
+    the claim's ``LIMIT $n`` and a one-message ack did."""
+    pool = psycopg_pool.ConnectionPool(
+        pg_dsn, min_size=1, max_size=1, kwargs={"autocommit": True}, open=True
+    )
+    try:
+        store, cache, box = open_stores(pool, pg_schema)
+        box.enqueue_many(
+            [OutboxDraft("jobs", "sink", {"n": n}, dedupe_key=f"d{n}") for n in range(3_000)]
+        )
+        for i in range(20):
+            store.put(Scope("c", "a", f"k{i}"), b"v")
+            store.put(Scope("c", "a", f"k{i}"), b"v")
+            assert store.get(Scope("c", "a", f"k{i}")) == b"v"
+            assert cache.execute(f"k{i}", lambda i=i: i) == Success(i)
+            assert cache.execute(f"k{i}", NeverCalled()) == Success(i)
+            assert cache.get(f"k{i}") is not None
+            box.enqueue(OutboxDraft("jobs", "sink", {"i": i}))
+            for batch in (1, 100):
+                claimed = box.claim("jobs", "sink", batch, 60_000, "w")
+                assert len(claimed) == batch
+                acks = box.ack_many([(m.outbox_id, m.claim_token) for m in claimed])
+                assert acks == [True] * batch
+            (one,) = box.claim("jobs", "sink", 1, 60_000, "w")
+            assert box.ack(one.outbox_id, one.claim_token) is True
+        with pool.connection() as connection:
+            planned = connection.execute(
+                "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements"
+            ).fetchall()
+    finally:
+        pool.close()
+    assert len(planned) >= 10  # every operation above was prepared
+    replanned = [(text, custom) for text, _, custom in planned if custom > 5]
+    assert replanned == []
 
 
 def test_a_store_opens_at_most_max_connections(pg_server, pg_dsn, pg_schema):

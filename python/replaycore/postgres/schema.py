@@ -92,6 +92,7 @@ CREATE TABLE IF NOT EXISTS {schema}.cache_leases (
     # time is read after the lock is held. Returns one row: 'hit' with the
     # entry (its access counted), 'held' with another caller's lease expiry,
     # or 'claimed' when the caller now holds a lease of p_lease seconds.
+    # A hit commits asynchronously: it wrote nothing but the access count.
     """
 CREATE OR REPLACE FUNCTION {schema}.cache_claim(
     p_lock integer, p_key bytea, p_token text, p_now float8, p_lease float8
@@ -112,6 +113,9 @@ BEGIN
             RETURNING 'hit'::text, r.intent_id, r.outcome, r.ttl_s, r.stored_at,
                       r.expires_at, r.access_count, NULL::float8;
         IF FOUND THEN
+            -- Only the access count changed, a statistic: the hit does not
+            -- wait for its commit to reach disk (see PostgresResultCache).
+            PERFORM set_config('synchronous_commit', 'off', true);
             RETURN;
         END IF;
         EXIT WHEN attempt = 2;
