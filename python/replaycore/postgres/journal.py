@@ -36,6 +36,7 @@ from typing import Any
 import msgspec
 import psycopg
 import psycopg_pool
+from psycopg import pq
 
 from replaycore.errors import InvalidArgument, InvalidArgumentType, StaleLease
 from replaycore.postgres._engine import (
@@ -61,9 +62,17 @@ DEFAULT_FETCH_RECORDS = 20_000
 
 _NOW = "COALESCE(%(now)s::bigint, floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint)"
 _MAGIC = b"RCJ1"
-# Enough for a page of fetch_records frames to be ordered in memory.
+# Enough for the small runs' frames to be ordered in memory.
 _PAGE_MEMORY = "SET LOCAL work_mem = '256MB'"
+# A page of one run is read in key order straight from the primary key: an
+# index scan feeds the frames to the aggregate already in seq order, where
+# a bitmap scan would need them sorted first (measured: 14 ms -> 6 ms of
+# server time per page of 20,000 frames). The settings only steer the
+# planner; the page's order is the subquery's ORDER BY whatever it picks.
+_PAGE_PLAN = "SET LOCAL enable_sort = off; SET LOCAL enable_bitmapscan = off"
 _DECODER = msgspec.msgpack.Decoder(JournalRecord)
+# Parameter types of the page statements, as libpq takes them.
+_BYTEA_OID, _INT8_OID = 17, 20
 
 
 class RunLease(msgspec.Struct, frozen=True):
@@ -125,6 +134,14 @@ def _lease(value: Any) -> RunLease:
             f"lease must be a RunLease, not {type(value).__name__}", "lease", value
         )
     return value
+
+
+def _numbered(sql: str) -> bytes:
+    """``sql`` with its ``%s`` placeholders numbered ``$1``, ``$2``, ... (libpq's)."""
+    parts = sql.split("%s")
+    return (
+        "".join(f"{part}${i}" for i, part in enumerate(parts[:-1], 1)).encode() + parts[-1].encode()
+    )
 
 
 def _header(body: bytes) -> bytes:
@@ -254,18 +271,16 @@ class PostgresJournal(PostgresStore):
         # A run's frames as one buffer per round trip: by seq range (a run
         # whose seqs are dense, so pages can be fetched in parallel), or the
         # next fetch_records after a seq (sparse seqs: one page after another).
-        self._range = (
-            "SELECT string_agg(header || body, ''::bytea ORDER BY journal_seq), "
-            f"max(journal_seq) FROM {records} "
-            "WHERE run_id = %s AND journal_seq > %s AND journal_seq <= %s"
-        )
-        self._after = (
-            "SELECT string_agg(header || body, ''::bytea ORDER BY journal_seq), "
-            "max(journal_seq) FROM ("
-            f"SELECT journal_seq, header, body FROM {records} "
+        # The aggregate takes the frames in the order of the subquery (see
+        # _PAGE_PLAN).
+        page = (
+            "SELECT string_agg(frame, ''::bytea), max(journal_seq) FROM ("
+            f"SELECT journal_seq, header || body AS frame FROM {records} "
             "WHERE run_id = %s AND journal_seq > %s AND journal_seq <= %s "
-            "ORDER BY journal_seq LIMIT %s) AS page"
+            "ORDER BY journal_seq{limit}) AS page"
         )
+        self._range = _numbered(page.format(limit=""))
+        self._after = _numbered(page.format(limit=" LIMIT %s"))
         # Several small runs' frames in one round trip.
         self._runs_frames = (
             "SELECT run_id, string_agg(header || body, ''::bytea ORDER BY journal_seq) "
@@ -441,15 +456,29 @@ class PostgresJournal(PostgresStore):
                 return
             after = _DECODER.decode(rows[-1][0]).journal_seq
 
-    def _page(self, sql: str, params: tuple[Any, ...]) -> tuple[bytes | None, int]:
-        """One page of frames (its own read transaction, with enough
-        ``work_mem`` for the ordered aggregation to sort in memory)."""
+    def _page(self, sql: bytes, params: tuple[Any, ...]) -> tuple[bytes | None, int]:
+        """One page of frames (its own read transaction, planned to read the
+        primary key in order: ``_PAGE_PLAN``).
+
+        The page is one value of several megabytes, fetched with one blocking
+        libpq call (``psycopg.pq``), which releases the GIL while it waits and
+        reads: the driver's own loop would take a Python-level turn per
+        socket read, about as long again as the server's work on the page.
+        ``sql`` numbers its parameters (``$1``): a run id, then int8s.
+        """
+        run, *numbers = params
+        values = [run, *(str(int(n)).encode() for n in numbers)]
+        types = [_BYTEA_OID] + [_INT8_OID] * len(numbers)
+        formats = [1] + [0] * len(numbers)
 
         def work(connection: psycopg.Connection[Any]) -> tuple[bytes | None, int]:
-            connection.execute(_PAGE_MEMORY)
-            row = connection.execute(sql, params, binary=True).fetchone()
-            assert row is not None
-            return row[0], 0 if row[1] is None else int(row[1])
+            connection.execute(_PAGE_PLAN)
+            result = connection.pgconn.exec_params(sql, values, types, formats, result_format=1)
+            if result.status != pq.ExecStatus.TUPLES_OK:
+                raise psycopg.errors.error_from_result(result)
+            frames = result.get_value(0, 0)
+            top = result.get_value(0, 1)
+            return frames, 0 if top is None else int.from_bytes(top, "big", signed=True)
 
         return self._engine.run(work)
 
