@@ -25,6 +25,7 @@
 use std::fmt;
 use std::io::{self, Read};
 
+use crate::error::{internal_io, Error};
 use crate::records::{decode_msgpack, Record};
 
 /// The four bytes every framed journal starts with.
@@ -33,6 +34,26 @@ pub const MAGIC: &[u8; 4] = b"RCJ1";
 pub const HEADER_LEN: usize = 12;
 /// Default limit on a declared body length (64 MiB).
 pub const DEFAULT_MAX_FRAME: u64 = 64 * 1024 * 1024;
+/// The largest limit `max_frame_bytes` accepts: a body length is a `u32`.
+pub const MAX_FRAME_LIMIT: u64 = u32::MAX as u64;
+
+/// The `max_frame_bytes` argument: [`DEFAULT_MAX_FRAME`] when it is left out
+/// (`None`), else a limit in `1..=MAX_FRAME_LIMIT`.
+pub fn max_frame_bytes(given: Option<i64>) -> Result<u64, Error> {
+    let Some(limit) = given else {
+        return Ok(DEFAULT_MAX_FRAME);
+    };
+    u64::try_from(limit)
+        .ok()
+        .filter(|limit| (1..=MAX_FRAME_LIMIT).contains(limit))
+        .ok_or_else(|| max_frame_out_of_range(limit))
+}
+
+/// The error of a `max_frame_bytes` outside `1..=MAX_FRAME_LIMIT`, shown as
+/// `shown` (also for integers beyond `i64`, which only the bindings meet).
+pub fn max_frame_out_of_range(shown: impl fmt::Display) -> Error {
+    Error::out_of_range("max_frame_bytes", 1, i128::from(MAX_FRAME_LIMIT), shown)
+}
 
 /// Reason: the data does not start with [`MAGIC`].
 pub const MISSING_MAGIC: &str = "missing RCJ1 magic";
@@ -216,7 +237,7 @@ impl<R: Read> ReaderSource<R> {
 }
 
 fn backwards() -> io::Error {
-    io::Error::other("replaycore internal error: the frame walker moved backwards")
+    internal_io("the frame walker moved backwards")
 }
 
 impl<R: Read> Source for ReaderSource<R> {
@@ -283,7 +304,7 @@ fn frame_len(length: u32) -> io::Result<usize> {
     usize::try_from(length)
         .ok()
         .and_then(|n| n.checked_add(HEADER_LEN))
-        .ok_or_else(|| io::Error::other("frame too large for this platform"))
+        .ok_or_else(|| internal_io("a frame of this length does not fit this platform's memory"))
 }
 
 fn check<S: Source>(src: &mut S, pos: u64, limit: u64) -> io::Result<Check> {
@@ -1098,5 +1119,38 @@ mod tests {
             scan(&data, 10),
             Err(ScanError::Corruption { offset: 4, .. })
         ));
+    }
+
+    #[test]
+    fn max_frame_bytes_has_one_default_and_one_range() {
+        assert_eq!(max_frame_bytes(None).unwrap(), 64 * 1024 * 1024);
+        assert_eq!(max_frame_bytes(None).unwrap(), DEFAULT_MAX_FRAME);
+        assert_eq!(max_frame_bytes(Some(1)).unwrap(), 1);
+        assert_eq!(max_frame_bytes(Some(4_294_967_295)).unwrap(), 4_294_967_295);
+        for bad in [0, -1, 4_294_967_296, i64::MIN, i64::MAX] {
+            let err = max_frame_bytes(Some(bad)).unwrap_err();
+            assert_eq!(err.argument(), Some("max_frame_bytes"));
+            assert_eq!(
+                err.message(),
+                format!("max_frame_bytes must be in 1..=4294967295, got {bad}")
+            );
+        }
+        let huge = max_frame_out_of_range("99999999999999999999");
+        assert_eq!(
+            huge.message(),
+            "max_frame_bytes must be in 1..=4294967295, got 99999999999999999999"
+        );
+    }
+
+    #[test]
+    fn a_walker_moving_backwards_is_an_internal_error() {
+        let mut src = ReaderSource::new(&b"RCJ1abcdefgh"[..]);
+        assert_eq!(src.get(0, 8).unwrap(), b"RCJ1abcd");
+        // The window has moved past offset 4: asking for it again is a bug.
+        src.buf.drain(..8);
+        src.base = 8;
+        assert_eq!(src.get(8, 4).unwrap(), b"efgh");
+        let err = Error::from(src.get(4, 4).unwrap_err());
+        assert!(matches!(err, Error::Internal { .. }), "{err:?}");
     }
 }

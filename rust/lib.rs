@@ -1,9 +1,12 @@
 //! `replaycore._core`: the Rust core of replaycore.
 //!
 //! Pure modules (`keys`, `digest`, `sequence`, `store`, `msgpack`, `records`,
-//! `frames`, `jsonl`, `journal`, `replay`, `error`) hold the logic and are
-//! unit-tested with `cargo test`; `py` holds the thin bindings.
-//! This file only declares the Python module.
+//! `frames`, `jsonl`, `journal`, `replay`, `pipeline`, `error`, `sync`) hold
+//! the logic and are unit-tested with `cargo test`; `py` holds the thin
+//! bindings, which only convert. `py` and the Python module are compiled with
+//! the `python` feature only (maturin enables it), so the pure core builds,
+//! lints and tests without pyo3 or libpython.
+//! This file only declares the modules and the Python module.
 
 pub mod digest;
 pub mod error;
@@ -13,17 +16,21 @@ pub mod jsonl;
 pub mod keys;
 pub mod msgpack;
 pub mod pipeline;
+#[cfg(feature = "python")]
 pub mod py;
 pub mod records;
 pub mod replay;
 pub mod sequence;
 pub mod store;
+pub mod sync;
 
+#[cfg(feature = "python")]
 use pyo3::prelude::*;
 
 /// The Rust core of replaycore: idempotency keys, sequence counters, the
 /// content-equality store, journal files and the replay reducer. Use it
 /// through the `replaycore` facade.
+#[cfg(feature = "python")]
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

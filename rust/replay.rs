@@ -8,13 +8,28 @@
 //! Every string that ends up in a result is spelled exactly as the reference
 //! (`python/replaycore/reference/replay.py`) spells it: results of both
 //! backends compare equal.
+//!
+//! Below the reducer sits the sequential driver every caller shares (the
+//! bindings, the PostgreSQL path through `ReplayReducer.apply_many`, the unit
+//! tests): [`feed`] one event of a framed walk, [`apply_bytes`] one record's
+//! bytes, [`reduce_framed`] a framed buffer, [`reduce_path`] a journal file,
+//! and [`SharedReducer`], a reducer shared between threads until it is
+//! finished. The two-thread replay and the pool of `replay_many` are in
+//! [`crate::pipeline`].
 
 use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasher;
+use std::path::Path;
+use std::sync::Mutex;
 
 use hashbrown::HashTable;
 
-use crate::records::{Payload, Record};
+use crate::error::{Choice, Error};
+use crate::frames;
+use crate::journal::{self, FileEvent};
+use crate::jsonl::LineEvent;
+use crate::records::{decode_msgpack, Payload, Record};
+use crate::sync::lock;
 
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 type FastSet<K> = HashSet<K, foldhash::fast::RandomState>;
@@ -262,24 +277,16 @@ impl Digester {
 }
 
 /// Replay mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Mode {
     Audit,
+    /// The default.
+    #[default]
     Resume,
     Repair,
 }
 
 impl Mode {
-    /// Parse a mode name.
-    pub fn parse(name: &str) -> Option<Mode> {
-        match name {
-            "audit" => Some(Mode::Audit),
-            "resume" => Some(Mode::Resume),
-            "repair" => Some(Mode::Repair),
-            _ => None,
-        }
-    }
-
     /// The mode's name.
     pub fn name(self) -> &'static str {
         match self {
@@ -290,9 +297,20 @@ impl Mode {
     }
 }
 
+impl Choice for Mode {
+    const ARGUMENT: &'static str = "mode";
+    const ALL: &'static [Self] = &[Mode::Audit, Mode::Resume, Mode::Repair];
+
+    fn name(self) -> &'static str {
+        Mode::name(self)
+    }
+}
+
 /// What to do about content refs that are not available.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Policy {
+    /// The default.
+    #[default]
     Fail,
     RecoverableReplayGap,
     RequestHostRepair,
@@ -300,17 +318,6 @@ pub enum Policy {
 }
 
 impl Policy {
-    /// Parse a policy name.
-    pub fn parse(name: &str) -> Option<Policy> {
-        match name {
-            "fail" => Some(Policy::Fail),
-            "recoverable_replay_gap" => Some(Policy::RecoverableReplayGap),
-            "request_host_repair" => Some(Policy::RequestHostRepair),
-            "placeholder" => Some(Policy::Placeholder),
-            _ => None,
-        }
-    }
-
     /// The policy's name.
     pub fn name(self) -> &'static str {
         match self {
@@ -322,30 +329,57 @@ impl Policy {
     }
 }
 
+impl Choice for Policy {
+    const ARGUMENT: &'static str = "missing_content_policy";
+    const ALL: &'static [Self] = &[
+        Policy::Fail,
+        Policy::RecoverableReplayGap,
+        Policy::RequestHostRepair,
+        Policy::Placeholder,
+    ];
+
+    fn name(self) -> &'static str {
+        Policy::name(self)
+    }
+}
+
 /// Options of one replay.
 #[derive(Debug, Clone)]
 pub struct Options {
     pub mode: Mode,
+    /// Whether a violation stops the replay (else it becomes a repair) and
+    /// damage in a framed journal stops the read (else it is skipped).
     pub strict: bool,
     pub policy: Policy,
     /// The content refs the host can supply; `None` turns the check off.
     pub available: Option<FastSet<String>>,
+    /// The largest frame body a framed journal may declare.
+    pub max_frame: u64,
 }
 
 impl Options {
-    /// Options with the SPEC's defaults for `mode` (strict unless auditing).
+    /// Options with the SPEC's defaults for `mode`: strict unless auditing,
+    /// policy `fail`, no content-ref check, the default frame limit.
     pub fn new(mode: Mode) -> Self {
         Options {
             mode,
             strict: mode != Mode::Audit,
-            policy: Policy::Fail,
+            policy: Policy::default(),
             available: None,
+            max_frame: frames::DEFAULT_MAX_FRAME,
         }
     }
 
     /// The set type used for `available`.
     pub fn ref_set(refs: impl IntoIterator<Item = String>) -> FastSet<String> {
         refs.into_iter().collect()
+    }
+}
+
+impl Default for Options {
+    /// The options of a replay given no arguments (mode `resume`).
+    fn default() -> Self {
+        Options::new(Mode::default())
     }
 }
 
@@ -879,6 +913,109 @@ impl Reducer {
     }
 }
 
+// -- the sequential driver -----------------------------------------------------
+
+/// Apply one event of a framed journal walk: a record, a damaged range that
+/// a non-strict walk skipped, or the torn tail.
+pub fn feed(reducer: &mut Reducer, event: frames::Event<'_>) -> Result<(), Violation> {
+    match event {
+        frames::Event::Record { body, record, .. } => reducer.apply(&record, body),
+        frames::Event::Corrupt { start, end, reason } => {
+            reducer.corruption(start, end, &reason);
+            Ok(())
+        }
+        frames::Event::Torn { bytes } => {
+            reducer.torn_tail(bytes);
+            Ok(())
+        }
+    }
+}
+
+/// Apply one record given as its canonical msgpack bytes (decode, digest,
+/// reduce): `Error::Decode` for bytes that are not a record,
+/// `Error::Violation` for a strict violation (the record is not applied).
+pub fn apply_bytes(reducer: &mut Reducer, data: &[u8]) -> Result<(), Error> {
+    let record = decode_msgpack(data)?;
+    reducer.apply(&record, data)?;
+    Ok(())
+}
+
+/// Feed a framed journal held in memory (starting with the magic) to
+/// `reducer`, on this thread, with the reducer's `strict` and `max_frame`.
+pub fn reduce_framed(reducer: &mut Reducer, data: &[u8]) -> Result<(), Error> {
+    let Options {
+        strict, max_frame, ..
+    } = *reducer.options();
+    frames::walk_slice(data, strict, max_frame, |event| feed(reducer, event))?;
+    Ok(())
+}
+
+/// The error of a JSON line that decodes but has no canonical encoding (an
+/// integer in `Custom.data` beyond 64 bits), as the reference raises it.
+pub fn unencodable_line() -> Error {
+    Error::value_error(
+        "value",
+        "value cannot be encoded canonically: an integer in a JSON line does not fit in 64 bits",
+    )
+}
+
+/// Replay the journal file at `path` into `reducer` (the format by its
+/// extension), streaming it on this thread.
+pub fn reduce_path(reducer: &mut Reducer, path: &Path) -> Result<(), Error> {
+    let Options {
+        strict, max_frame, ..
+    } = *reducer.options();
+    journal::walk_path(path, strict, max_frame, |event| match event {
+        FileEvent::Frame(event) => feed(reducer, event).map_err(Error::from),
+        FileEvent::Line(LineEvent::Record { record, canonical }) => {
+            reducer.apply(&record, canonical).map_err(Error::from)
+        }
+        FileEvent::Line(LineEvent::Skipped) => {
+            reducer.skipped_line();
+            Ok(())
+        }
+        FileEvent::Line(LineEvent::Unencodable { .. }) => Err(unencodable_line()),
+    })?;
+    Ok(())
+}
+
+/// A reducer shared between threads until it is finished: every use after
+/// [`SharedReducer::finish`] is `Error::Finished`.
+pub struct SharedReducer {
+    state: Mutex<Option<Reducer>>,
+}
+
+impl SharedReducer {
+    /// A fresh reducer with `options`.
+    pub fn new(options: Options) -> Self {
+        SharedReducer {
+            state: Mutex::new(Some(Reducer::new(options))),
+        }
+    }
+
+    /// Run `f` on the live reducer (holding its lock), or `Error::Finished`.
+    pub fn with<R>(&self, f: impl FnOnce(&mut Reducer) -> R) -> Result<R, Error> {
+        match lock(&self.state).as_mut() {
+            Some(reducer) => Ok(f(reducer)),
+            None => Err(Error::Finished),
+        }
+    }
+
+    /// [`SharedReducer::with`] for an `f` that can fail itself.
+    pub fn try_with<R>(
+        &self,
+        f: impl FnOnce(&mut Reducer) -> Result<R, Error>,
+    ) -> Result<R, Error> {
+        self.with(f)?
+    }
+
+    /// Close the replay and return its outcome; the reducer is spent.
+    pub fn finish(&self) -> Result<Outcome, Error> {
+        let reducer = lock(&self.state).take().ok_or(Error::Finished)?;
+        Ok(reducer.finish())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -977,5 +1114,208 @@ mod tests {
         table.insert(&long, 7);
         table.insert(&long, 9);
         assert_eq!(table.get(&long).1, Some(9));
+    }
+
+    // -- the sequential driver ---------------------------------------------
+
+    fn custom(id: &str, seq: i64) -> Vec<u8> {
+        let payload = Payload::Custom {
+            name: "step",
+            data: &[],
+        };
+        encode_canonical(&record(id, seq, payload))
+    }
+
+    fn framed(bodies: &[Vec<u8>]) -> Vec<u8> {
+        let mut out = frames::MAGIC.to_vec();
+        for body in bodies {
+            frames::encode_frame(body, &mut out).expect("frame fits");
+        }
+        out
+    }
+
+    fn tmp(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("replaycore-replay-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join(name)
+    }
+
+    #[test]
+    fn options_take_the_spec_defaults_once() {
+        for (mode, strict) in [
+            (Mode::Audit, false),
+            (Mode::Resume, true),
+            (Mode::Repair, true),
+        ] {
+            let options = Options::new(mode);
+            assert_eq!((options.mode, options.strict), (mode, strict));
+            assert_eq!(options.policy, Policy::Fail);
+            assert_eq!(options.max_frame, 64 * 1024 * 1024);
+            assert!(options.available.is_none());
+        }
+        let default = Options::default();
+        assert_eq!((default.mode, default.strict), (Mode::Resume, true));
+    }
+
+    #[test]
+    fn mode_and_policy_parse_their_names_and_list_them_when_refusing() {
+        for mode in Mode::ALL {
+            assert_eq!(<Mode as Choice>::parse(mode.name()), Some(*mode));
+        }
+        for policy in Policy::ALL {
+            assert_eq!(<Policy as Choice>::parse(policy.name()), Some(*policy));
+        }
+        assert_eq!(<Mode as Choice>::parse("Audit"), None);
+        let err = Mode::refused("'fast'");
+        assert_eq!(err.argument(), Some("mode"));
+        assert_eq!(
+            err.message(),
+            "mode must be one of audit, resume, repair, got 'fast'"
+        );
+        let err = Policy::refused("None");
+        assert_eq!(err.argument(), Some("missing_content_policy"));
+        assert_eq!(
+            err.message(),
+            "missing_content_policy must be one of fail, recoverable_replay_gap, \
+             request_host_repair, placeholder, got None"
+        );
+    }
+
+    #[test]
+    fn apply_bytes_decodes_digests_and_reduces() {
+        let mut reducer = Reducer::new(Options::new(Mode::Resume));
+        apply_bytes(&mut reducer, &custom("r1", 1)).unwrap();
+        assert_eq!(reducer.records_applied(), 1);
+        // An idempotent duplicate? No: a custom record without keys is not.
+        let again = apply_bytes(&mut reducer, &custom("r1", 2)).unwrap_err();
+        let Error::Violation(v) = &again else {
+            panic!("{again:?}")
+        };
+        assert_eq!(
+            (v.kind, v.record_id.as_str(), v.journal_seq),
+            ("invalid_state_transition", "r1", 2)
+        );
+        let garbage = apply_bytes(&mut reducer, b"\x93\x01\x02\x03").unwrap_err();
+        assert!(matches!(garbage, Error::Decode(_)), "{garbage:?}");
+        // Neither failure was applied.
+        assert_eq!(reducer.records_applied(), 1);
+        assert_eq!(reducer.latest_journal_seq(), 1);
+    }
+
+    #[test]
+    fn feed_applies_records_damage_and_a_torn_tail() {
+        let bodies = [custom("a", 1), custom("b", 2), custom("c", 3)];
+        let mut data = framed(&bodies);
+        let second = 4 + 12 + bodies[0].len();
+        data[second + 12] ^= 0xff; // the second body's first byte: CRC mismatch
+        data.extend_from_slice(&[1, 2, 3, 4, 5]); // a torn tail
+        let mut audit = Reducer::new(Options::new(Mode::Audit));
+        reduce_framed(&mut audit, &data).unwrap();
+        let outcome = audit.finish();
+        assert_eq!(outcome.records_applied, 2);
+        assert_eq!(outcome.latest_journal_seq, 3);
+        assert_eq!(outcome.torn_tail_bytes, 5);
+        assert_eq!(outcome.repair_needed.len(), 1);
+        let repair = &outcome.repair_needed[0];
+        assert_eq!(repair.kind, "journal_corruption");
+        assert_eq!(repair.journal_seq, 1);
+        let end = second + 12 + bodies[1].len();
+        assert_eq!(
+            repair.reason,
+            format!("body CRC mismatch; skipped bytes {second}..{end}")
+        );
+        // Strictly, the damage stops the replay with its offset.
+        let mut strict = Reducer::new(Options::new(Mode::Resume));
+        let err = reduce_framed(&mut strict, &data).unwrap_err();
+        assert_eq!(
+            err,
+            Error::Corruption {
+                offset: second as u64,
+                reason: "body CRC mismatch".to_owned(),
+            }
+        );
+        assert_eq!(strict.records_applied(), 1);
+    }
+
+    #[test]
+    fn reduce_framed_uses_the_reducers_frame_limit() {
+        let data = framed(&[custom("a", 1)]);
+        let mut options = Options::new(Mode::Resume);
+        options.max_frame = 8;
+        let mut reducer = Reducer::new(options);
+        let err = reduce_framed(&mut reducer, &data).unwrap_err();
+        let Error::Corruption { offset, reason } = err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(offset, 4);
+        assert_eq!(reason, frames::too_long(custom("a", 1).len() as u64, 8));
+    }
+
+    #[test]
+    fn reduce_path_reads_either_format_and_names_what_fails() {
+        let rcj = tmp("driver.rcj");
+        std::fs::write(&rcj, framed(&[custom("a", 1), custom("b", 2)])).unwrap();
+        let jsonl = tmp("driver.jsonl");
+        let line = |id: &str, seq: i64, data: &str| {
+            format!(
+                "{{\"record_id\":\"{id}\",\"journal_seq\":{seq},\"run_id\":\"run\",\
+                 \"payload\":{{\"kind\":\"custom\",\"name\":\"step\",\"data\":{data}}}}}\n"
+            )
+        };
+        let text = format!(
+            "{}\nnot json\n{}",
+            line("a", 1, "null"),
+            line("b", 2, "null")
+        );
+        std::fs::write(&jsonl, text).unwrap();
+        let mut from_rcj = Reducer::new(Options::new(Mode::Resume));
+        reduce_path(&mut from_rcj, &rcj).unwrap();
+        let mut from_jsonl = Reducer::new(Options::new(Mode::Resume));
+        reduce_path(&mut from_jsonl, &jsonl).unwrap();
+        let (from_rcj, from_jsonl) = (from_rcj.finish(), from_jsonl.finish());
+        assert_eq!(from_rcj.records_applied, 2);
+        assert_eq!(from_jsonl.skipped_lines, 2);
+        assert_eq!(
+            Outcome {
+                skipped_lines: 0,
+                ..from_jsonl
+            },
+            from_rcj
+        );
+        // A line with no canonical encoding is the reference's InvalidArgument.
+        std::fs::write(&jsonl, line("a", 1, "99999999999999999999999")).unwrap();
+        let err = reduce_path(&mut Reducer::new(Options::new(Mode::Audit)), &jsonl).unwrap_err();
+        assert_eq!(err, unencodable_line());
+        assert_eq!(err.argument(), Some("value"));
+        // A missing file is the OS's error.
+        let missing = tmp("missing.rcj");
+        let err = reduce_path(&mut Reducer::new(Options::new(Mode::Audit)), &missing).unwrap_err();
+        let Error::Io(io) = &err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(io.kind(), std::io::ErrorKind::NotFound);
+        std::fs::remove_file(&rcj).unwrap();
+        std::fs::remove_file(&jsonl).unwrap();
+    }
+
+    #[test]
+    fn a_shared_reducer_is_spent_by_finish() {
+        let shared = SharedReducer::new(Options::new(Mode::Resume));
+        shared
+            .try_with(|reducer| apply_bytes(reducer, &custom("a", 1)))
+            .unwrap();
+        assert_eq!(shared.with(|r| r.records_applied()), Ok(1));
+        let err = shared
+            .try_with(|reducer| apply_bytes(reducer, b"junk"))
+            .unwrap_err();
+        assert!(matches!(err, Error::Decode(_)), "{err:?}");
+        let outcome = shared.finish().unwrap();
+        assert_eq!(outcome.records_applied, 1);
+        assert_eq!(shared.with(|r| r.records_applied()), Err(Error::Finished));
+        assert_eq!(shared.finish().unwrap_err(), Error::Finished);
+        assert_eq!(
+            Error::Finished.to_string(),
+            "the reducer is spent: finish() was already called"
+        );
     }
 }

@@ -205,9 +205,19 @@ def replay_many(
     sources: Iterable[Any],
     threads: int | None = None,
     return_exceptions: bool = False,
-    **options: Any,
+    *,
+    mode: ReplayMode = "resume",
+    available_content_refs: Iterable[str] | None = None,
+    missing_content_policy: MissingContentPolicy = "fail",
+    strict: bool | None = None,
+    max_frame_bytes: int = 67108864,
 ) -> list[Any]:
-    """Replay many journals in parallel with the GIL released; results in order."""
+    """Replay many journals in parallel with the GIL released; results in order.
+
+    The keyword options are those of :func:`replay`, for every source (the
+    runtime takes them as ``**options`` and refuses any other keyword as
+    :func:`replay` does).
+    """
 
 def journal_cursor_for_seq(seq: int) -> str:
     """``"journal.<seq>"``."""

@@ -1,8 +1,12 @@
-//! Argument checks shared by the bindings: text, integers, argument names.
+//! Argument conversions shared by the bindings: text, integers, argument
+//! names, and the typed options (`FromPyObject` for the core's string options
+//! [`Mode`], [`Policy`] and [`Fsync`], for [`Strict`] and [`MaxFrameBytes`]).
 //!
 //! They follow `notes/api.md`: a text argument is a `str` (subclasses
 //! allowed) without lone surrogates; an integer argument is an `int` that is
 //! not a `bool`. Each failure names the argument exactly as Python spells it.
+//! Which values an option takes, its default and its error message are the
+//! core's; only the conversion from Python objects is here.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -10,8 +14,11 @@ use std::fmt;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyInt, PyString};
 
-use crate::error::Error;
+use crate::error::{Choice, Error};
+use crate::frames;
+use crate::journal::Fsync;
 use crate::py::errors::to_pyerr;
+use crate::replay::{Mode, Policy};
 
 /// The name of an argument, formatted only when an error needs it.
 #[derive(Debug, Clone, Copy)]
@@ -50,6 +57,87 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Given<'py> {
 
     fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
         Ok(Given(Some(obj.to_owned())))
+    }
+}
+
+impl<'py> Given<'py> {
+    /// The argument converted to `T`, or `T`'s default when it was left out.
+    ///
+    /// Converted here rather than in the `#[pyo3(signature)]`, so the error
+    /// is exactly the core's (pyo3 would add a note to it) and is raised in
+    /// the order the reference checks its arguments.
+    pub fn or_default<T>(&self) -> PyResult<T>
+    where
+        T: Default + for<'a> FromPyObject<'a, 'py, Error = PyErr>,
+    {
+        match &self.0 {
+            Some(value) => value.extract::<T>(),
+            None => Ok(T::default()),
+        }
+    }
+}
+
+/// A string option: the core's value named by a `str`, else the core's
+/// error about it (listing every value), carrying the rejected object.
+fn choice<T: Choice>(value: &Bound<'_, PyAny>) -> PyResult<T> {
+    let parsed = value
+        .cast::<PyString>()
+        .ok()
+        .and_then(|text| text.to_str().ok())
+        .and_then(T::parse);
+    parsed.ok_or_else(|| raise(T::refused(&repr(value)), value))
+}
+
+macro_rules! choice_from_python {
+    ($($ty:ty),*) => {$(
+        impl<'a, 'py> FromPyObject<'a, 'py> for $ty {
+            type Error = PyErr;
+
+            fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+                choice(&obj)
+            }
+        }
+    )*};
+}
+
+choice_from_python!(Mode, Policy, Fsync);
+
+/// The `strict` argument of a replay: a `bool` (None, meaning the mode's
+/// default, is left to `Option<Strict>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Strict(pub bool);
+
+impl<'a, 'py> FromPyObject<'a, 'py> for Strict {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        match obj.cast::<PyBool>() {
+            Ok(flag) => Ok(Strict(flag.is_true())),
+            Err(_) => Err(type_error(&obj, Arg::Name("strict"), "a bool or None")),
+        }
+    }
+}
+
+/// The `max_frame_bytes` argument: an `int` in the core's range
+/// ([`frames::max_frame_bytes`]); its default is the core's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaxFrameBytes(pub u64);
+
+impl Default for MaxFrameBytes {
+    fn default() -> Self {
+        MaxFrameBytes(frames::DEFAULT_MAX_FRAME)
+    }
+}
+
+impl<'a, 'py> FromPyObject<'a, 'py> for MaxFrameBytes {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        let limit = match int(&obj, Arg::Name("max_frame_bytes"))? {
+            Some(limit) => frames::max_frame_bytes(Some(limit)),
+            None => Err(frames::max_frame_out_of_range(int_shown(&obj))),
+        };
+        limit.map(MaxFrameBytes).map_err(|err| raise(err, &obj))
     }
 }
 

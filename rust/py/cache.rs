@@ -74,11 +74,3 @@ cached!(
     /// `replaycore.results.EventCursor`.
     event_cursor_type: PyType = "replaycore.results"."EventCursor"
 );
-cached!(
-    /// `replaycore.errors.ReplayViolation`.
-    replay_violation_type: PyType = "replaycore.errors"."ReplayViolation"
-);
-cached!(
-    /// `replaycore.errors.ReducerFinished`.
-    reducer_finished_type: PyType = "replaycore.errors"."ReducerFinished"
-);

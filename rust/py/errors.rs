@@ -1,6 +1,7 @@
-//! The one mapping from the core's errors ([`crate::error::Error`], record
-//! decoding, journal corruption and locking, I/O) onto `replaycore.errors` and
-//! Python's `OSError` family.
+//! The one mapping from the core's [`Error`] onto Python exceptions: the
+//! classes of `replaycore.errors`, Python's `OSError` family for I/O errors
+//! from the OS, and `RuntimeError` for a broken internal invariant (never an
+//! `OSError`). Every exception the bindings raise is built here.
 //!
 //! The exception classes are imported once and cached. `pyo3::import_exception!`
 //! is not used because it panics when the import fails; here a failed import
@@ -8,7 +9,7 @@
 
 use std::io;
 
-use pyo3::exceptions::{PyOSError, PyRuntimeError};
+use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyString, PyType};
@@ -20,99 +21,98 @@ use crate::records::DecodeError;
 
 const ERRORS_MODULE: &str = "replaycore.errors";
 
-static INVALID_ARGUMENT: PyOnceLock<Py<PyType>> = PyOnceLock::new();
-static INVALID_ARGUMENT_TYPE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
-static INVALID_KEY_FORMAT: PyOnceLock<Py<PyType>> = PyOnceLock::new();
-static IDEMPOTENCY_CONFLICT: PyOnceLock<Py<PyType>> = PyOnceLock::new();
-
-fn class<'py>(
-    py: Python<'py>,
-    cell: &'static PyOnceLock<Py<PyType>>,
-    name: &str,
-) -> PyResult<Bound<'py, PyType>> {
-    cell.import(py, ERRORS_MODULE, name).cloned()
+/// One class of `replaycore.errors`, imported on first use.
+struct Class {
+    name: &'static str,
+    cell: PyOnceLock<Py<PyType>>,
 }
 
-/// `err` as the matching `replaycore.errors` exception; `value` is the
-/// rejected value (None when there is none to show).
+impl Class {
+    const fn new(name: &'static str) -> Self {
+        Class {
+            name,
+            cell: PyOnceLock::new(),
+        }
+    }
+
+    /// An instance made from `args`, or the error of importing the class.
+    fn raise<A>(&'static self, py: Python<'_>, args: A) -> PyErr
+    where
+        A: PyErrArguments + Send + Sync + 'static,
+    {
+        match self.cell.import(py, ERRORS_MODULE, self.name) {
+            Ok(ty) => PyErr::from_type(ty.clone(), args),
+            Err(import_error) => import_error,
+        }
+    }
+}
+
+static INVALID_ARGUMENT: Class = Class::new("InvalidArgument");
+static INVALID_ARGUMENT_TYPE: Class = Class::new("InvalidArgumentType");
+static INVALID_KEY_FORMAT: Class = Class::new("InvalidKeyFormat");
+static IDEMPOTENCY_CONFLICT: Class = Class::new("IdempotencyConflict");
+static RECORD_DECODE_ERROR: Class = Class::new("RecordDecodeError");
+static JOURNAL_CORRUPTION: Class = Class::new("JournalCorruption");
+static JOURNAL_LOCKED: Class = Class::new("JournalLocked");
+static REPLAY_VIOLATION: Class = Class::new("ReplayViolation");
+static REDUCER_FINISHED: Class = Class::new("ReducerFinished");
+
+/// `err` as its Python exception; `value` is the rejected value of an
+/// argument error (its `value` attribute; None when there is none to show,
+/// and unused by every other error).
 pub(crate) fn to_pyerr(py: Python<'_>, err: Error, value: Option<&Bound<'_, PyAny>>) -> PyErr {
-    let value: Py<PyAny> = match value {
-        Some(value) => value.clone().unbind(),
-        None => py.None(),
+    let argument_error = |class: &'static Class, message: String, argument: String| {
+        let value: Py<PyAny> = match value {
+            Some(value) => value.clone().unbind(),
+            None => py.None(),
+        };
+        class.raise(py, (message, argument, value))
     };
-    let (cell, name, message, argument) = match err {
-        Error::Type { argument, message } => (
-            &INVALID_ARGUMENT_TYPE,
-            "InvalidArgumentType",
-            message,
-            argument,
-        ),
-        Error::Value { argument, message } => {
-            (&INVALID_ARGUMENT, "InvalidArgument", message, argument)
+    match err {
+        Error::Type { argument, message } => {
+            argument_error(&INVALID_ARGUMENT_TYPE, message, argument)
         }
+        Error::Value { argument, message } => argument_error(&INVALID_ARGUMENT, message, argument),
         Error::KeyFormat { argument, message } => {
-            (&INVALID_KEY_FORMAT, "InvalidKeyFormat", message, argument)
+            argument_error(&INVALID_KEY_FORMAT, message, argument)
         }
-        Error::Internal { message } => {
-            return PyRuntimeError::new_err(format!("replaycore internal error: {message}"))
-        }
-    };
-    match class(py, cell, name) {
-        Ok(ty) => PyErr::from_type(ty, (message, argument, value)),
-        Err(import_error) => import_error,
+        Error::Decode(err) => decode_error(py, &err),
+        Error::Corruption { offset, reason } => JOURNAL_CORRUPTION.raise(py, (offset, reason)),
+        Error::Violation(v) => REPLAY_VIOLATION.raise(
+            py,
+            (
+                v.kind,
+                v.record_id,
+                v.journal_seq,
+                v.message,
+                "repair_needed",
+            ),
+        ),
+        Error::Locked { message } => JOURNAL_LOCKED.raise(py, (message,)),
+        Error::Finished => REDUCER_FINISHED.raise(py, (crate::error::FINISHED,)),
+        // Through `From` once more: even an `Error::Io` built around an
+        // internal error by hand is never raised as an OSError.
+        Error::Io(err) => match Error::from(err) {
+            Error::Io(err) => os_error(py, err),
+            other => to_pyerr(py, other, None),
+        },
+        internal @ Error::Internal { .. } => PyRuntimeError::new_err(internal.to_string()),
     }
 }
 
 impl From<Error> for PyErr {
-    /// The mapped exception without a value (its `value` attribute is None).
+    /// The mapped exception without a value (an argument error's `value`
+    /// attribute is None).
     fn from(err: Error) -> PyErr {
         Python::attach(|py| to_pyerr(py, err, None))
     }
 }
 
-/// `IdempotencyConflict(scope, prior_digest, new_digest, differing_fields)`.
-pub(crate) fn conflict(
-    py: Python<'_>,
-    scope: &Bound<'_, PyAny>,
-    prior_digest: String,
-    new_digest: String,
-    differing_fields: Bound<'_, PyAny>,
-) -> PyErr {
-    match class(py, &IDEMPOTENCY_CONFLICT, "IdempotencyConflict") {
-        Ok(ty) => PyErr::from_type(
-            ty,
-            (
-                scope.clone().unbind(),
-                prior_digest,
-                new_digest,
-                differing_fields.unbind(),
-            ),
-        ),
-        Err(import_error) => import_error,
-    }
-}
-
-// Used by the replay and schema bindings (`py::replay`, `py::records`).
-#[allow(dead_code)]
-static RECORD_DECODE_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
-static JOURNAL_CORRUPTION: PyOnceLock<Py<PyType>> = PyOnceLock::new();
-static JOURNAL_LOCKED: PyOnceLock<Py<PyType>> = PyOnceLock::new();
-
-fn raise_as<A>(py: Python<'_>, cell: &'static PyOnceLock<Py<PyType>>, name: &str, args: A) -> PyErr
-where
-    A: PyErrArguments + Send + Sync + 'static,
-{
-    match class(py, cell, name) {
-        Ok(ty) => PyErr::from_type(ty, args),
-        Err(import_error) => import_error,
-    }
-}
-
 /// `RecordDecodeError(message, kind, offset)`: `kind` names an unknown payload
 /// kind (the message then reads `unknown record kind '<kind>'`, as the
-/// reference's); `offset` is the record's byte offset when known.
-#[allow(dead_code)] // see RECORD_DECODE_ERROR
-pub(crate) fn decode_error(py: Python<'_>, err: &DecodeError, offset: Option<u64>) -> PyErr {
+/// reference's, with Python's `repr`); the offset of the record is not known
+/// here (None).
+fn decode_error(py: Python<'_>, err: &DecodeError) -> PyErr {
     let message = match &err.unknown_kind {
         Some(kind) => {
             let shown = PyString::new(py, kind)
@@ -121,58 +121,72 @@ pub(crate) fn decode_error(py: Python<'_>, err: &DecodeError, offset: Option<u64
                 .unwrap_or_else(|_| format!("{kind:?}"));
             format!("unknown record kind {shown}")
         }
-        None => format!("not a record: {} at byte {}", err.message, err.offset),
+        None => err.to_string(),
     };
-    raise_as(
-        py,
-        &RECORD_DECODE_ERROR,
-        "RecordDecodeError",
-        (message, err.unknown_kind.clone(), offset),
-    )
-}
-
-/// `JournalCorruption(offset, reason)`.
-pub(crate) fn corruption_error(py: Python<'_>, offset: u64, reason: &str) -> PyErr {
-    raise_as(
-        py,
-        &JOURNAL_CORRUPTION,
-        "JournalCorruption",
-        (offset, reason.to_owned()),
-    )
-}
-
-/// `JournalLocked(message)`.
-pub(crate) fn locked_error(py: Python<'_>, message: String) -> PyErr {
-    raise_as(py, &JOURNAL_LOCKED, "JournalLocked", (message,))
+    RECORD_DECODE_ERROR.raise(py, (message, err.unknown_kind.clone(), None::<u64>))
 }
 
 /// The `OSError` subclass Python raises for `err` (`FileNotFoundError`,
 /// `PermissionError` ...), as `OSError(errno, strerror[, filename])`: a
-/// failure to open a journal names the file, as `open()` does.
-pub(crate) fn io_error(err: io::Error) -> PyErr {
-    Python::attach(|py| {
-        let opened = err
-            .get_ref()
-            .and_then(|inner| inner.downcast_ref::<OpenFailed>());
-        let (code, filename) = match opened {
-            Some(open) => (open.source.raw_os_error(), Some(open.path.as_os_str())),
-            None => (err.raw_os_error(), None),
-        };
-        let Some(code) = code else {
-            return PyErr::from(err);
-        };
-        let strerror = py
-            .import("os")
-            .and_then(|os| os.call_method1("strerror", (code,)))
-            .and_then(|s| s.extract::<String>())
-            .unwrap_or_else(|_| err.to_string());
-        // OSError(errno, ...) builds the subclass matching errno.
-        match filename {
-            Some(name) => {
-                let Ok(name) = name.into_pyobject(py);
-                PyOSError::new_err((code, strerror, name.unbind()))
-            }
-            None => PyOSError::new_err((code, strerror)),
+/// failure to open a journal names the file, as `open()` does. An error
+/// without an errno keeps pyo3's mapping by kind.
+fn os_error(py: Python<'_>, err: io::Error) -> PyErr {
+    let opened = err
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<OpenFailed>());
+    let (code, filename) = match opened {
+        Some(open) => (open.source.raw_os_error(), Some(open.path.as_os_str())),
+        None => (err.raw_os_error(), None),
+    };
+    let Some(code) = code else {
+        return PyErr::from(err);
+    };
+    let strerror = py
+        .import("os")
+        .and_then(|os| os.call_method1("strerror", (code,)))
+        .and_then(|s| s.extract::<String>())
+        .unwrap_or_else(|_| err.to_string());
+    // OSError(errno, ...) builds the subclass matching errno.
+    match filename {
+        Some(name) => {
+            let Ok(name) = name.into_pyobject(py);
+            PyOSError::new_err((code, strerror, name.unbind()))
         }
-    })
+        None => PyOSError::new_err((code, strerror)),
+    }
+}
+
+/// `IdempotencyConflict(scope, prior_digest, new_digest, differing_fields)`:
+/// not an error of the core (whose store reports a conflict as an outcome),
+/// built from the Python objects involved.
+pub(crate) fn conflict(
+    py: Python<'_>,
+    scope: &Bound<'_, PyAny>,
+    prior_digest: String,
+    new_digest: String,
+    differing_fields: Bound<'_, PyAny>,
+) -> PyErr {
+    IDEMPOTENCY_CONFLICT.raise(
+        py,
+        (
+            scope.clone().unbind(),
+            prior_digest,
+            new_digest,
+            differing_fields.unbind(),
+        ),
+    )
+}
+
+/// The `ValueError` of an iterator entered again while it runs, as a
+/// generator's "generator already executing".
+pub(crate) fn already_executing(what: &str) -> PyErr {
+    PyValueError::new_err(format!("{what} iterator already executing"))
+}
+
+/// The `TypeError` of a keyword argument `function` does not take, as
+/// Python words it.
+pub(crate) fn unexpected_keyword(function: &str, name: &str) -> PyErr {
+    PyTypeError::new_err(format!(
+        "{function}() got an unexpected keyword argument '{name}'"
+    ))
 }

@@ -6,31 +6,21 @@
 //! exactly as the reference does (`python/replaycore/reference/journal.py`),
 //! so both backends write identical bytes and return equal Structs.
 
-use std::collections::VecDeque;
-use std::fs::File;
 use std::path::PathBuf;
 use std::sync::{Mutex, TryLockError};
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBytes, PyDict, PyInt, PyList, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyInt, PyList, PyTuple};
 
-use crate::error::Error;
-use crate::frames::{self, Event, FrameReader, WalkError};
-use crate::journal::{self, Format, Fsync, OpenError};
-use crate::jsonl::{self, LineReader};
-use crate::py::args::{int_in_range, raise, repr, type_error, Arg, Given};
-use crate::py::{cache, lock};
-
-// `decode_error` is for `py::replay` and `py::records`.
-use crate::py::errors::locked_error;
-#[allow(unused_imports)]
-pub(crate) use crate::py::errors::{corruption_error, decode_error, io_error};
-
-/// The default limit on a frame's declared body length (64 MiB).
-const DEFAULT_MAX_FRAME_BYTES: u64 = frames::DEFAULT_MAX_FRAME;
-const MAX_FRAME_LIMIT: i64 = (1 << 32) - 1;
+use crate::journal::{
+    self, BatchReader, Commit, Format, Fsync, GivenSeq, Numbering, ReadOptions, SharedWriter,
+    Snapshot,
+};
+use crate::py::args::{int_shown, raise, type_error, Arg, Given, MaxFrameBytes};
+use crate::py::cache;
+use crate::py::errors::{already_executing, to_pyerr};
 
 macro_rules! cached_object {
     ($(#[$doc:meta])* $fn:ident = $make:expr) => {
@@ -86,16 +76,6 @@ cached_object!(
     path_type = |py| py.import("pathlib")?.getattr("Path")
 );
 
-/// The optional `max_frame_bytes` argument: an int in 1..=2**32-1.
-fn max_frame(value: &Given<'_>) -> PyResult<u64> {
-    match &value.0 {
-        None => Ok(DEFAULT_MAX_FRAME_BYTES),
-        Some(value) => {
-            int_in_range(value, Arg::Name("max_frame_bytes"), 1, MAX_FRAME_LIMIT).map(|n| n as u64)
-        }
-    }
-}
-
 /// A path argument as the OS path (`os.fspath`), and its journal format.
 fn os_path(path: &Bound<'_, PyAny>) -> PyResult<(PathBuf, Format)> {
     let os_path: PathBuf = path.extract()?;
@@ -103,29 +83,7 @@ fn os_path(path: &Bound<'_, PyAny>) -> PyResult<(PathBuf, Format)> {
     Ok((os_path, format))
 }
 
-/// A `WalkError` as the Python exception: JournalCorruption, an OSError, or
-/// what `stop` makes of the visitor's own error.
-pub(crate) fn walk_error<E>(
-    py: Python<'_>,
-    err: WalkError<E>,
-    stop: impl FnOnce(E) -> PyErr,
-) -> PyErr {
-    match err {
-        WalkError::Corruption { offset, reason } => corruption_error(py, offset, &reason),
-        WalkError::Io(err) => io_error(err),
-        WalkError::Stop(err) => stop(err),
-    }
-}
-
 // -- JournalWriter ---------------------------------------------------------------
-
-struct WriterState {
-    /// None once closed.
-    file: Option<journal::Writer>,
-    /// Bumped by every append, so an append prepared against an older state
-    /// is prepared again.
-    generation: u64,
-}
 
 /// Appends records to a journal file, crash-safely.
 ///
@@ -147,66 +105,34 @@ pub struct JournalWriter {
     path: Py<PyAny>,
     format: Format,
     fsync: Fsync,
-    state: Mutex<WriterState>,
+    writer: SharedWriter,
 }
 
-/// What `append_many` prepared against a state's generation.
+/// What `append_many` prepared against a snapshot of the writer.
 struct Prepared<'py> {
-    generation: u64,
+    snapshot: Snapshot,
     bytes: Vec<u8>,
     last: i64,
     written: Vec<Bound<'py, PyAny>>,
 }
 
-enum Commit {
-    Done,
-    Stale,
-    Closed,
-}
-
 impl JournalWriter {
-    fn closed_error(&self, py: Python<'_>) -> PyErr {
-        raise(
-            Error::value_error("self", "the journal writer is closed"),
-            self.path.bind(py),
-        )
-    }
-
-    /// The last written seq and the state's generation, or the closed error.
-    fn snapshot(&self, py: Python<'_>) -> PyResult<(i64, u64)> {
-        let state = lock(&self.state);
-        match &state.file {
-            Some(file) => Ok((file.last_seq(), state.generation)),
-            None => {
-                drop(state);
-                Err(self.closed_error(py))
-            }
-        }
+    /// `err` as its exception; an argument error (the closed writer's) shows
+    /// the journal's path as its value.
+    fn error(&self, py: Python<'_>, err: crate::error::Error) -> PyErr {
+        to_pyerr(py, err, Some(self.path.bind(py)))
     }
 
     /// Encode one record as its file bytes, appended to `out`.
     fn encode(&self, record: &Bound<'_, PyAny>, index: usize, out: &mut Vec<u8>) -> PyResult<()> {
         let py = record.py();
-        match self.format {
-            Format::Rcj => {
-                let body = cache::encode_canonical(py)?.call1((record,))?;
-                let body = body.cast::<PyBytes>()?;
-                frames::encode_frame(body.as_bytes(), out).ok_or_else(|| {
-                    let argument = format!("records[{index}]");
-                    let message = format!(
-                        "{argument} encodes to {} bytes, more than a frame can hold",
-                        body.as_bytes().len()
-                    );
-                    raise(Error::value_error(argument, message), record)
-                })
-            }
-            Format::Jsonl => {
-                let line = json_encode(py)?.call1((record,))?;
-                out.extend_from_slice(line.cast::<PyBytes>()?.as_bytes());
-                out.push(b'\n');
-                Ok(())
-            }
-        }
+        let encoded = match self.format {
+            Format::Rcj => cache::encode_canonical(py)?.call1((record,))?,
+            Format::Jsonl => json_encode(py)?.call1((record,))?,
+        };
+        let encoded = encoded.cast::<PyBytes>()?;
+        journal::push_record(self.format, index, encoded.as_bytes(), out)
+            .map_err(|err| raise(err, record))
     }
 
     /// Check, number and encode `records` against the writer's state now.
@@ -218,7 +144,8 @@ impl JournalWriter {
         items: &mut Vec<Bound<'py, PyAny>>,
         iter: &mut Option<Bound<'py, pyo3::types::PyIterator>>,
     ) -> PyResult<Prepared<'py>> {
-        let (mut last, generation) = self.snapshot(py)?;
+        let snapshot = self.writer.snapshot().map_err(|err| self.error(py, err))?;
+        let mut numbering = Numbering::after(snapshot.last_seq);
         let record_type = cache::journal_record_type(py)?;
         let mut bytes = Vec::new();
         let mut written = Vec::new();
@@ -238,76 +165,39 @@ impl JournalWriter {
                     }
                 },
             };
-            let argument = format!("records[{index}]");
             if !record.is_instance(record_type)? {
+                let argument = format!("records[{index}]");
                 return Err(type_error(&record, Arg::Name(&argument), "a JournalRecord"));
             }
             let seq_obj = record.getattr(seq_name)?;
-            let seq_argument = format!("{argument}.journal_seq");
             if !seq_obj.is_instance_of::<PyInt>() {
-                return Err(type_error(&seq_obj, Arg::Name(&seq_argument), "an int"));
+                let argument = format!("records[{index}].journal_seq");
+                return Err(type_error(&seq_obj, Arg::Name(&argument), "an int"));
             }
-            let seq = seq_obj.extract::<i64>().ok();
-            let record = if seq == Some(0) {
-                let next = last.checked_add(1).ok_or_else(|| {
-                    let message = format!("{seq_argument} cannot follow journal_seq {last}");
-                    raise(Error::value_error(&seq_argument, message), &seq_obj)
-                })?;
-                let kwargs = PyDict::new(py);
-                kwargs.set_item(seq_name, next)?;
-                last = next;
-                struct_replace(py)?.call((&record,), Some(&kwargs))?
-            } else {
-                match seq {
-                    Some(seq) if seq > last => last = seq,
-                    _ if seq_obj.gt(last)? => {
-                        // Above i64: msgpack would carry it, the schema cannot.
-                        return Err(raise(
-                            Error::out_of_range(
-                                &seq_argument,
-                                i128::from(last) + 1,
-                                i128::from(i64::MAX),
-                                crate::py::args::int_shown(&seq_obj),
-                            ),
-                            &seq_obj,
-                        ));
-                    }
-                    _ => {
-                        let message = format!(
-                            "{seq_argument} must be above the last written ({last}), got {}",
-                            crate::py::args::int_shown(&seq_obj)
-                        );
-                        return Err(raise(Error::value_error(seq_argument, message), &seq_obj));
-                    }
+            let given = match seq_obj.extract::<i64>() {
+                Ok(seq) => GivenSeq::Int(seq),
+                Err(_) => GivenSeq::Beyond(int_shown(&seq_obj)),
+            };
+            let record = match numbering
+                .number(index, &given)
+                .map_err(|err| raise(err, &seq_obj))?
+            {
+                Some(seq) => {
+                    let kwargs = PyDict::new(py);
+                    kwargs.set_item(seq_name, seq)?;
+                    struct_replace(py)?.call((&record,), Some(&kwargs))?
                 }
-                record
+                None => record,
             };
             self.encode(&record, index, &mut bytes)?;
             written.push(record);
         }
         Ok(Prepared {
-            generation,
+            snapshot,
             bytes,
-            last,
+            last: numbering.last(),
             written,
         })
-    }
-
-    /// Write prepared bytes if the state is still the one they were prepared
-    /// against (GIL released by the caller).
-    fn commit(&self, prepared: &[u8], generation: u64, last: i64) -> std::io::Result<Commit> {
-        let mut state = lock(&self.state);
-        if state.file.is_none() {
-            return Ok(Commit::Closed);
-        }
-        if state.generation != generation {
-            return Ok(Commit::Stale);
-        }
-        if let Some(file) = state.file.as_mut() {
-            file.append(prepared, last)?;
-        }
-        state.generation += 1;
-        Ok(Commit::Done)
     }
 }
 
@@ -330,45 +220,22 @@ impl JournalWriter {
         fsync: Given<'_>,
         max_frame_bytes: Given<'_>,
     ) -> PyResult<Self> {
-        let fsync = match &fsync.0 {
-            None => Fsync::Always,
-            Some(value) => {
-                let parsed = value
-                    .cast::<PyString>()
-                    .ok()
-                    .and_then(|s| s.to_str().ok().and_then(Fsync::parse));
-                parsed.ok_or_else(|| {
-                    let message = format!(
-                        "fsync must be 'always', 'batch' or 'never', got {}",
-                        repr(value)
-                    );
-                    raise(Error::value_error("fsync", message), value)
-                })?
-            }
-        };
-        let limit = max_frame(&max_frame_bytes)?;
+        let fsync: Fsync = fsync.or_default()?;
+        let MaxFrameBytes(limit) = max_frame_bytes.or_default()?;
         let path_obj = path_type(py)?.call1((path,))?;
         let (os_path, format) = os_path(path)?;
-        let opened = py.detach(|| journal::Writer::open(&os_path, fsync, limit));
-        let file = match opened {
-            Ok(file) => file,
-            Err(OpenError::Locked) => {
-                let message = format!("{} is open in another JournalWriter", path_obj.str()?);
-                return Err(locked_error(py, message));
+        let writer = match py.detach(|| SharedWriter::open(&os_path, fsync, limit)) {
+            Ok(writer) => writer,
+            Err(err) => {
+                let shown = path_obj.str()?;
+                return Err(err.into_error(&shown.to_string_lossy()).into());
             }
-            Err(OpenError::Corruption { offset, reason }) => {
-                return Err(corruption_error(py, offset, &reason))
-            }
-            Err(OpenError::Io(err)) => return Err(io_error(err)),
         };
         Ok(JournalWriter {
             path: path_obj.unbind(),
             format,
             fsync,
-            state: Mutex::new(WriterState {
-                file: Some(file),
-                generation: 0,
-            }),
+            writer,
         })
     }
 
@@ -393,8 +260,7 @@ impl JournalWriter {
     /// The `journal_seq` of the file's last record (its highest; 0 when empty).
     #[getter]
     fn last_journal_seq(&self) -> i64 {
-        let state = lock(&self.state);
-        state.file.as_ref().map_or(0, |file| file.last_seq())
+        self.writer.last_seq()
     }
 
     /// Append one record and return it as written (with its `journal_seq`).
@@ -427,43 +293,24 @@ impl JournalWriter {
             if prepared.written.is_empty() {
                 return PyList::new(py, prepared.written);
             }
-            let (bytes, generation, last) = (&prepared.bytes, prepared.generation, prepared.last);
-            match py.detach(|| self.commit(bytes, generation, last)) {
+            let (bytes, snapshot, last) = (&prepared.bytes, prepared.snapshot, prepared.last);
+            match py.detach(|| self.writer.commit(bytes, snapshot, last)) {
                 Ok(Commit::Done) => return PyList::new(py, prepared.written),
                 Ok(Commit::Stale) => continue, // another thread appended meanwhile
-                Ok(Commit::Closed) => return Err(self.closed_error(py)),
-                Err(err) => return Err(io_error(err)),
+                Err(err) => return Err(self.error(py, err)),
             }
         }
     }
 
     /// Make every appended record durable (`fsync`) unless `fsync="never"`.
     fn flush(&self, py: Python<'_>) -> PyResult<()> {
-        py.detach(|| match &lock(&self.state).file {
-            Some(file) => file.sync(),
-            None => Ok(()),
-        })
-        .map_err(io_error)
+        Ok(py.detach(|| self.writer.flush())?)
     }
 
     /// Flush and close the file (releasing its lock); further appends raise.
     /// Closing twice is harmless.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
-        py.detach(|| {
-            let mut state = lock(&self.state);
-            if let Some(file) = &state.file {
-                file.sync()?;
-            }
-            match state.file.take() {
-                Some(file) => {
-                    state.generation += 1;
-                    drop(state);
-                    file.close()
-                }
-                None => Ok(()),
-            }
-        })
-        .map_err(io_error)
+        Ok(py.detach(|| self.writer.close())?)
     }
 
     fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
@@ -478,59 +325,16 @@ impl JournalWriter {
 
 // -- read_journal ----------------------------------------------------------------
 
-/// Bodies (framed) or lines (JSON) gathered without the GIL, decoded one per
-/// `__next__`.
-#[derive(Default)]
-struct Batch {
-    data: Vec<u8>,
-    /// Ranges of `data`, in file order.
-    items: VecDeque<(usize, usize)>,
-}
-
-impl Batch {
-    const MAX_ITEMS: usize = 1024;
-    const MAX_BYTES: usize = 4 << 20;
-
-    fn push(&mut self, bytes: &[u8]) {
-        let start = self.data.len();
-        self.data.extend_from_slice(bytes);
-        self.items.push_back((start, self.data.len()));
-    }
-
-    fn full(&self) -> bool {
-        self.items.len() >= Self::MAX_ITEMS || self.data.len() >= Self::MAX_BYTES
-    }
-
-    fn pop(&mut self) -> Option<&[u8]> {
-        let (start, end) = self.items.pop_front()?;
-        self.data.get(start..end)
-    }
-
-    fn reset(&mut self) {
-        self.data.clear();
-        self.items.clear();
-    }
-}
-
-enum Source {
-    Framed(FrameReader<File>),
-    Lines(LineReader<File>),
-}
-
 enum ReaderState {
     /// Not started: the arguments, looked at on the first `__next__` (the
     /// reference is a generator, which does nothing before that).
     Pending {
         path: Py<PyAny>,
-        strict: Py<PyAny>,
+        /// None: left out (the core's default).
+        strict: Option<Py<PyAny>>,
         max_frame_bytes: Option<Py<PyAny>>,
     },
-    Reading {
-        source: Source,
-        batch: Batch,
-        /// Where reading stopped: None while more may follow.
-        end: Option<Result<(), WalkError<std::convert::Infallible>>>,
-    },
+    Reading(BatchReader),
     Done,
 }
 
@@ -546,59 +350,21 @@ impl ReaderState {
         };
         let path = path.bind(py);
         path_type(py)?.call1((path,))?; // the reference's `Path(path)` checks
-        let (os_path, format) = os_path(path)?;
-        let strict = strict.bind(py).is_truthy()?;
-        let limit = max_frame(&Given(max_frame_bytes.as_ref().map(|v| v.bind(py).clone())))?;
-        let file = py
-            .detach(|| journal::open_read(&os_path))
-            .map_err(io_error)?;
-        let source = match format {
-            Format::Rcj => Source::Framed(FrameReader::new(file, strict, limit)),
-            Format::Jsonl => Source::Lines(LineReader::new(file)),
-        };
-        Ok(ReaderState::Reading {
-            source,
-            batch: Batch::default(),
-            end: None,
-        })
-    }
-}
-
-/// Fill `batch` from `source` (no GIL): record bodies, or non-blank lines.
-fn refill(
-    source: &mut Source,
-    batch: &mut Batch,
-) -> Option<Result<(), WalkError<std::convert::Infallible>>> {
-    batch.reset();
-    while !batch.full() {
-        let step = match source {
-            Source::Framed(frames) => frames.next_event(|event| {
-                if let Event::Record { body, .. } = event {
-                    batch.push(body);
-                }
-                Ok(())
-            }),
-            Source::Lines(lines) => match lines.next_line() {
-                Ok(Some(line)) => {
-                    if !jsonl::is_blank(line) {
-                        batch.push(line);
-                    }
-                    Ok(true)
-                }
-                Ok(None) => Ok(false),
-                Err(err) => Err(WalkError::Io(err)),
-            },
-        };
-        match step {
-            Ok(true) => {}
-            Ok(false) => return Some(Ok(())),
-            Err(err) => return Some(Err(err)),
+        let (os_path, _) = os_path(path)?;
+        let mut options = ReadOptions::default();
+        if let Some(strict) = strict {
+            // Only its truth matters, as in the reference's `if strict:`.
+            options.strict = strict.bind(py).is_truthy()?;
         }
+        let given = Given(max_frame_bytes.as_ref().map(|v| v.bind(py).clone()));
+        options.max_frame = given.or_default::<MaxFrameBytes>()?.0;
+        let reader = py.detach(|| BatchReader::open(&os_path, options))?;
+        Ok(ReaderState::Reading(reader))
     }
-    None
 }
 
-/// Iterator returned by `read_journal`.
+/// Iterator returned by `read_journal`: batches are read with the GIL
+/// released, their items decoded one per `__next__`.
 #[pyclass(frozen, module = "replaycore._core")]
 pub struct JournalReader {
     state: Mutex<ReaderState>,
@@ -614,11 +380,7 @@ impl JournalReader {
         let mut guard = match self.state.try_lock() {
             Ok(guard) => guard,
             Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
-            Err(TryLockError::WouldBlock) => {
-                return Err(PyValueError::new_err(
-                    "read_journal iterator already executing",
-                ))
-            }
+            Err(TryLockError::WouldBlock) => return Err(already_executing("read_journal")),
         };
         let state = &mut *guard;
         if let ReaderState::Pending { .. } = state {
@@ -631,14 +393,15 @@ impl JournalReader {
             }
         }
         loop {
-            let ReaderState::Reading { source, batch, end } = state else {
+            let ReaderState::Reading(reader) = state else {
                 return Ok(None);
             };
-            if let Some(item) = batch.pop() {
+            let format = reader.format();
+            if let Some(item) = reader.pop() {
                 let item = PyBytes::new(py, item);
-                match source {
-                    Source::Framed(_) => return msgpack_decode(py)?.call1((item,)).map(Some),
-                    Source::Lines(_) => match json_decode(py)?.call1((item,)) {
+                match format {
+                    Format::Rcj => return msgpack_decode(py)?.call1((item,)).map(Some),
+                    Format::Jsonl => match json_decode(py)?.call1((item,)) {
                         Ok(record) => return Ok(Some(record)),
                         // msgspec.DecodeError, or UnicodeDecodeError: not a record
                         Err(err) if err.is_instance_of::<PyValueError>(py) => continue,
@@ -646,16 +409,16 @@ impl JournalReader {
                     },
                 }
             }
-            match end.take() {
-                Some(Ok(())) => {
+            match py.detach(|| reader.refill()) {
+                Ok(true) => {}
+                Ok(false) => {
                     *state = ReaderState::Done;
                     return Ok(None);
                 }
-                Some(Err(err)) => {
+                Err(err) => {
                     *state = ReaderState::Done;
-                    return Err(walk_error(py, err, |never| match never {}));
+                    return Err(err.into());
                 }
-                None => *end = py.detach(|| refill(source, batch)),
             }
         }
     }
@@ -675,23 +438,14 @@ impl JournalReader {
     text_signature = "(path, *, strict=True, max_frame_bytes=67108864)"
 )]
 pub fn read_journal(
-    py: Python<'_>,
     path: &Bound<'_, PyAny>,
     strict: Given<'_>,
     max_frame_bytes: Given<'_>,
 ) -> JournalReader {
-    // Only the truth of `strict` matters, as in the reference's `if strict:`.
-    let strict = match strict.0 {
-        Some(value) => value.unbind(),
-        None => pyo3::types::PyBool::new(py, true)
-            .to_owned()
-            .into_any()
-            .unbind(),
-    };
     JournalReader {
         state: Mutex::new(ReaderState::Pending {
             path: path.clone().unbind(),
-            strict,
+            strict: strict.0.map(Bound::unbind),
             max_frame_bytes: max_frame_bytes.0.map(Bound::unbind),
         }),
     }
@@ -717,12 +471,12 @@ pub fn inspect_journal<'py>(
     path: &Bound<'py, PyAny>,
     max_frame_bytes: Given<'py>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let limit = max_frame(&max_frame_bytes)?;
+    let MaxFrameBytes(limit) = max_frame_bytes.or_default()?;
     path_type(py)?.call1((path,))?;
     let (os_path, _) = os_path(path)?;
     let found = py
         .detach(|| journal::inspect_path(&os_path, limit))
-        .map_err(|err| walk_error(py, err, |never| match never {}))?;
+        .map_err(crate::error::Error::from)?;
     let kinds = PyDict::new(py);
     for (kind, count) in &found.kinds {
         kinds.set_item(kind, count)?;

@@ -1,5 +1,6 @@
 //! The Python bindings: thin wrappers that convert arguments, call the pure
-//! modules and map their errors onto `replaycore.errors`.
+//! modules and convert their results and errors (`errors`, the one mapping
+//! onto `replaycore.errors`). Compiled with the `python` feature only.
 
 pub mod args;
 pub mod cache;
@@ -12,10 +13,4 @@ pub mod replay;
 pub mod sequence;
 pub mod store;
 
-use std::sync::{Mutex, MutexGuard, PoisonError};
-
-/// Lock `mutex`, recovering the data if a previous holder panicked (every
-/// critical section leaves the data consistent before anything can fail).
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
+pub(crate) use crate::sync::lock;

@@ -3,7 +3,7 @@
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-use crate::py::journal::decode_error;
+use crate::error::Error;
 use crate::records;
 
 /// Decode `data` (one msgpack record) with the Rust mirror of the schema and
@@ -18,7 +18,6 @@ pub fn _canonical_roundtrip<'py>(
     py: Python<'py>,
     data: &Bound<'py, PyBytes>,
 ) -> PyResult<Bound<'py, PyBytes>> {
-    let record =
-        records::decode_msgpack(data.as_bytes()).map_err(|e| decode_error(py, &e, None))?;
+    let record = records::decode_msgpack(data.as_bytes()).map_err(Error::from)?;
     Ok(PyBytes::new(py, &records::encode_canonical(&record)))
 }

@@ -6,107 +6,41 @@
 //! Records given as Structs are encoded with `records.encode_canonical` (so
 //! their digest is the one the reference computes) and decoded in Rust.
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::path::PathBuf;
 
-use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyMemoryView, PyString, PyTuple};
 
-use crate::error::Error;
-use crate::frames;
-use crate::journal::{FileEvent, Format};
-use crate::jsonl::LineEvent;
-use crate::pipeline;
-use crate::py::args::{int_in_range, raise, type_error, Arg, Given};
+use crate::pipeline::{self, Job};
+use crate::py::args::{int_in_range, type_error, Arg, Given, MaxFrameBytes, Strict};
+use crate::py::cache;
 use crate::py::digest::encode_canonical;
-use crate::py::journal::{corruption_error, decode_error, io_error};
-use crate::py::{cache, lock};
-use crate::records::{decode_msgpack, DecodeError};
+use crate::py::errors::{to_pyerr, unexpected_keyword};
 use crate::replay::{
-    CheckpointState, Mode, Options, Outcome, Pending, Policy, Reconciliation, Reducer, Repair,
-    Violation,
+    apply_bytes, reduce_framed, CheckpointState, Options, Outcome, Pending, Reconciliation,
+    Reducer, Repair, SharedReducer,
 };
 
-/// The default limit on one frame's declared body length (64 MiB).
-pub const DEFAULT_MAX_FRAME_BYTES: i64 = 64 * 1024 * 1024;
-const MAX_FRAME_LIMIT: i64 = (1 << 32) - 1;
-
-/// Validated options of one replay.
-#[derive(Clone)]
-struct Settings {
-    options: Options,
-    max_frame: u64,
-}
-
-fn parse_mode(mode: &Given<'_>) -> PyResult<Mode> {
-    let Some(value) = &mode.0 else {
-        return Ok(Mode::Resume);
-    };
-    let parsed = value
-        .cast::<PyString>()
-        .ok()
-        .and_then(|s| s.to_str().ok().and_then(Mode::parse));
-    parsed.ok_or_else(|| {
-        let message = format!(
-            "mode must be one of audit, resume, repair, got {}",
-            crate::py::args::repr(value)
-        );
-        raise(Error::value_error("mode", message), value)
-    })
-}
-
-fn parse_policy(policy: &Given<'_>) -> PyResult<Policy> {
-    let Some(value) = &policy.0 else {
-        return Ok(Policy::Fail);
-    };
-    let parsed = value
-        .cast::<PyString>()
-        .ok()
-        .and_then(|s| s.to_str().ok().and_then(Policy::parse));
-    parsed.ok_or_else(|| {
-        let message = format!(
-            "missing_content_policy must be one of fail, recoverable_replay_gap, \
-             request_host_repair, placeholder, got {}",
-            crate::py::args::repr(value)
-        );
-        raise(Error::value_error("missing_content_policy", message), value)
-    })
-}
-
-fn parse_settings(
+/// The options of a replay, converted in the order the reference checks
+/// them (`mode`, `missing_content_policy`, `strict`, `max_frame_bytes`, then
+/// `available_content_refs`); the defaults are the core's ([`Options::new`]).
+fn replay_options(
     mode: &Given<'_>,
     available: Option<&Bound<'_, PyAny>>,
     policy: &Given<'_>,
     strict: Option<&Bound<'_, PyAny>>,
     max_frame_bytes: &Given<'_>,
-) -> PyResult<Settings> {
-    let mode = parse_mode(mode)?;
-    let policy = parse_policy(policy)?;
-    let strict = match strict {
-        None => mode != Mode::Audit,
-        Some(value) => match value.cast::<pyo3::types::PyBool>() {
-            Ok(flag) => flag.is_true(),
-            Err(_) => return Err(type_error(value, Arg::Name("strict"), "a bool or None")),
-        },
-    };
-    let max_frame = match &max_frame_bytes.0 {
-        None => DEFAULT_MAX_FRAME_BYTES,
-        Some(value) => int_in_range(value, Arg::Name("max_frame_bytes"), 1, MAX_FRAME_LIMIT)?,
-    };
-    let available = match available {
-        None => None,
-        Some(refs) => Some(ref_set(refs)?),
-    };
-    let mut options = Options::new(mode);
-    options.strict = strict;
-    options.policy = policy;
-    options.available = available;
-    Ok(Settings {
-        options,
-        max_frame: max_frame as u64,
-    })
+) -> PyResult<Options> {
+    let mut options = Options::new(mode.or_default()?);
+    options.policy = policy.or_default()?;
+    if let Some(strict) = strict {
+        options.strict = strict.extract::<Strict>()?.0;
+    }
+    options.max_frame = max_frame_bytes.or_default::<MaxFrameBytes>()?.0;
+    if let Some(refs) = available {
+        options.available = Some(ref_set(refs)?);
+    }
+    Ok(options)
 }
 
 fn ref_set(
@@ -128,170 +62,6 @@ fn ref_set(
         set.insert(text.to_cow()?.into_owned());
     }
     Ok(set)
-}
-
-/// What went wrong while reading or reducing a journal, without the GIL.
-enum Failure {
-    Violation(Violation),
-    Corruption {
-        offset: u64,
-        reason: String,
-    },
-    Decode(DecodeError),
-    Io(std::io::Error),
-    /// A JSON line that decodes but has no canonical encoding (an integer
-    /// in `Custom.data` beyond 64 bits); the reference raises InvalidArgument.
-    Unencodable,
-}
-
-impl Failure {
-    fn into_pyerr(self, py: Python<'_>) -> PyErr {
-        match self {
-            Failure::Violation(v) => violation_error(py, v),
-            Failure::Corruption { offset, reason } => corruption_error(py, offset, &reason),
-            Failure::Decode(err) => decode_error(py, &err, None),
-            Failure::Io(err) => io_error(err),
-            Failure::Unencodable => Error::value_error(
-                "value",
-                "value cannot be encoded canonically: an integer in a JSON line does not fit \
-                 in 64 bits",
-            )
-            .into(),
-        }
-    }
-}
-
-impl<E: Into<Failure>> From<frames::WalkError<E>> for Failure {
-    fn from(err: frames::WalkError<E>) -> Self {
-        match err {
-            frames::WalkError::Corruption { offset, reason } => {
-                Failure::Corruption { offset, reason }
-            }
-            frames::WalkError::Io(err) => Failure::Io(err),
-            frames::WalkError::Stop(stop) => stop.into(),
-        }
-    }
-}
-
-impl From<Violation> for Failure {
-    fn from(v: Violation) -> Self {
-        Failure::Violation(v)
-    }
-}
-
-fn violation_error(py: Python<'_>, v: Violation) -> PyErr {
-    match cache::replay_violation_type(py) {
-        Ok(ty) => PyErr::from_type(
-            ty.clone(),
-            (
-                v.kind,
-                v.record_id,
-                v.journal_seq,
-                v.message,
-                "repair_needed",
-            ),
-        ),
-        Err(err) => err,
-    }
-}
-
-fn finished_error(py: Python<'_>) -> PyErr {
-    match cache::reducer_finished_type(py) {
-        Ok(ty) => PyErr::from_type(
-            ty.clone(),
-            ("the reducer is spent: finish() was already called",),
-        ),
-        Err(err) => err,
-    }
-}
-
-/// Feed a framed buffer to `reducer` (no GIL needed).
-fn reduce_framed(reducer: &mut Reducer, data: &[u8], max_frame: u64) -> Result<(), Failure> {
-    let strict = reducer.options().strict;
-    frames::walk_slice(data, strict, max_frame, |event| feed(reducer, event)).map_err(Failure::from)
-}
-
-/// Apply one event of a framed journal.
-fn feed(reducer: &mut Reducer, event: frames::Event<'_>) -> Result<(), Violation> {
-    match event {
-        frames::Event::Record { body, record, .. } => reducer.apply(&record, body),
-        frames::Event::Corrupt { start, end, reason } => {
-            reducer.corruption(start, end, &reason);
-            Ok(())
-        }
-        frames::Event::Torn { bytes } => {
-            reducer.torn_tail(bytes);
-            Ok(())
-        }
-    }
-}
-
-/// Replay a journal file into `reducer` (format by extension), streaming.
-fn reduce_path(reducer: &mut Reducer, path: &Path, max_frame: u64) -> Result<(), Failure> {
-    let strict = reducer.options().strict;
-    crate::journal::walk_path(path, strict, max_frame, |event| match event {
-        FileEvent::Frame(event) => feed(reducer, event).map_err(Failure::Violation),
-        FileEvent::Line(LineEvent::Record { record, canonical }) => reducer
-            .apply(&record, canonical)
-            .map_err(Failure::Violation),
-        FileEvent::Line(LineEvent::Skipped) => {
-            reducer.skipped_line();
-            Ok(())
-        }
-        FileEvent::Line(LineEvent::Unencodable { .. }) => Err(Failure::Unencodable),
-    })
-    .map_err(Failure::from)
-}
-
-/// A source made ready for reading without the GIL.
-enum Job {
-    Path(PathBuf),
-    Buffer(Vec<u8>),
-}
-
-impl Job {
-    /// Replay the source; `pipelined` reads and checks frames on a second
-    /// thread (worth it for one big journal, not when jobs already fill
-    /// every core).
-    fn run(&self, settings: &Settings, pipelined: bool) -> Result<Outcome, Failure> {
-        let mut reducer = Reducer::new(settings.options.clone());
-        let max_frame = settings.max_frame;
-        match self {
-            Job::Path(path) if pipelined && Format::of(path) == Format::Rcj => {
-                let file = crate::journal::open_read(path).map_err(Failure::Io)?;
-                pipeline::replay_framed(file, &mut reducer, max_frame)?;
-            }
-            Job::Buffer(data) if pipelined && data.len() >= PIPELINE_MIN_BYTES => {
-                pipeline::replay_framed(data.as_slice(), &mut reducer, max_frame)?;
-            }
-            Job::Path(path) => reduce_path(&mut reducer, path, max_frame)?,
-            Job::Buffer(data) => reduce_framed(&mut reducer, data, max_frame)?,
-        }
-        Ok(reducer.finish())
-    }
-}
-
-/// Buffers smaller than this are replayed on one thread.
-const PIPELINE_MIN_BYTES: usize = 4 << 20;
-
-/// Whether a single replay should use a second thread for reading.
-fn pipeline_pays() -> bool {
-    std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2)
-}
-
-impl From<pipeline::Stopped> for Failure {
-    fn from(stopped: pipeline::Stopped) -> Self {
-        match stopped {
-            pipeline::Stopped::Violation(v) => Failure::Violation(v),
-            pipeline::Stopped::Walk(frames::WalkError::Corruption { offset, reason }) => {
-                Failure::Corruption { offset, reason }
-            }
-            pipeline::Stopped::Walk(frames::WalkError::Io(err)) => Failure::Io(err),
-            pipeline::Stopped::Walk(frames::WalkError::Stop(())) => Failure::Io(
-                std::io::Error::other("replaycore internal error: the reading thread stopped"),
-            ),
-        }
-    }
 }
 
 /// A path (`str` or `os.PathLike`) as a `PathBuf`, or None for anything else.
@@ -331,21 +101,11 @@ fn record_bytes(record: &Bound<'_, PyAny>, arg: Arg<'_>) -> PyResult<Vec<u8>> {
     }
 }
 
-/// Apply one record's bytes (decode, digest, reduce).
-fn apply_bytes(reducer: &mut Reducer, data: &[u8]) -> Result<(), Failure> {
-    let record = decode_msgpack(data).map_err(Failure::Decode)?;
-    reducer.apply(&record, data).map_err(Failure::Violation)
-}
-
 /// Replay an iterable of records (Structs or bytes) on this thread.
-fn reduce_iterable(
-    py: Python<'_>,
-    reducer: &mut Reducer,
-    items: &Bound<'_, PyAny>,
-) -> PyResult<()> {
+fn reduce_iterable(reducer: &mut Reducer, items: &Bound<'_, PyAny>) -> PyResult<()> {
     for item in items.try_iter()? {
         let data = record_bytes(&item?, Arg::Name("record"))?;
-        apply_bytes(reducer, &data).map_err(|f| f.into_pyerr(py))?;
+        apply_bytes(reducer, &data)?;
     }
     Ok(())
 }
@@ -546,19 +306,7 @@ fn result_obj<'py>(py: Python<'py>, o: &Outcome) -> PyResult<Bound<'py, PyAny>> 
 /// Thread-safe; `finish()` spends the reducer.
 #[pyclass(frozen, module = "replaycore._core")]
 pub struct ReplayReducer {
-    state: Mutex<Option<Reducer>>,
-    max_frame: u64,
-}
-
-impl ReplayReducer {
-    /// Run `f` on the live reducer, or raise ReducerFinished.
-    fn with<R>(&self, py: Python<'_>, f: impl FnOnce(&mut Reducer) -> R) -> PyResult<R> {
-        let mut guard = lock(&self.state);
-        match guard.as_mut() {
-            Some(reducer) => Ok(f(reducer)),
-            None => Err(finished_error(py)),
-        }
-    }
+    reducer: SharedReducer,
 }
 
 #[pymethods]
@@ -575,7 +323,7 @@ impl ReplayReducer {
         strict: Option<&Bound<'_, PyAny>>,
         max_frame_bytes: Given<'_>,
     ) -> PyResult<Self> {
-        let settings = parse_settings(
+        let options = replay_options(
             &mode,
             available_content_refs,
             &missing_content_policy,
@@ -583,8 +331,7 @@ impl ReplayReducer {
             &max_frame_bytes,
         )?;
         Ok(ReplayReducer {
-            state: Mutex::new(Some(Reducer::new(settings.options))),
-            max_frame: settings.max_frame,
+            reducer: SharedReducer::new(options),
         })
     }
 
@@ -592,26 +339,24 @@ impl ReplayReducer {
     ///
     /// Raises ReplayViolation (strict), RecordDecodeError for bytes that are
     /// not a record, ReducerFinished after `finish()`.
-    fn apply(&self, py: Python<'_>, record: &Bound<'_, PyAny>) -> PyResult<()> {
-        self.with(py, |_| ())?;
+    fn apply(&self, record: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.reducer.with(|_| ())?;
         let data = record_bytes(record, Arg::Name("record"))?;
-        self.with(py, |reducer| apply_bytes(reducer, &data))?
-            .map_err(|f| f.into_pyerr(py))
+        Ok(self
+            .reducer
+            .try_with(|reducer| apply_bytes(reducer, &data))?)
     }
 
     /// Apply records in order: an iterable of records (or their bytes), or a
     /// framed journal buffer (bytes starting with `RCJ1`).
     fn apply_many(&self, py: Python<'_>, records: &Bound<'_, PyAny>) -> PyResult<()> {
-        self.with(py, |_| ())?;
+        self.reducer.with(|_| ())?;
         if let Some(data) = as_buffer(records)? {
-            let max_frame = self.max_frame;
-            let mut guard = lock(&self.state);
-            let Some(reducer) = guard.as_mut() else {
-                return Err(finished_error(py));
-            };
-            return py
-                .detach(|| reduce_framed(reducer, &data, max_frame))
-                .map_err(|f| f.into_pyerr(py));
+            let reduced = py.detach(|| {
+                self.reducer
+                    .try_with(|reducer| reduce_framed(reducer, &data))
+            });
+            return Ok(reduced?);
         }
         let iter = records.try_iter().map_err(|_| {
             type_error(
@@ -621,28 +366,27 @@ impl ReplayReducer {
             )
         })?;
         for item in iter {
-            self.apply(py, &item?)?;
+            self.apply(&item?)?;
         }
         Ok(())
     }
 
     /// Close the replay and return its ReplayResult; the reducer is spent.
     fn finish<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let reducer = lock(&self.state).take().ok_or_else(|| finished_error(py))?;
-        let outcome = reducer.finish();
+        let outcome = self.reducer.finish()?;
         result_obj(py, &outcome)
     }
 
     /// Records applied so far (not counting ignored duplicates or skipped violations).
     #[getter]
-    fn records_applied(&self, py: Python<'_>) -> PyResult<u64> {
-        self.with(py, |r| r.records_applied())
+    fn records_applied(&self) -> PyResult<u64> {
+        Ok(self.reducer.with(|r| r.records_applied())?)
     }
 
     /// The `journal_seq` of the last applied record (0 before any).
     #[getter]
-    fn latest_journal_seq(&self, py: Python<'_>) -> PyResult<i64> {
-        self.with(py, |r| r.latest_journal_seq())
+    fn latest_journal_seq(&self) -> PyResult<i64> {
+        Ok(self.reducer.with(|r| r.latest_journal_seq())?)
     }
 }
 
@@ -666,7 +410,7 @@ pub fn replay<'py>(
     strict: Option<&Bound<'py, PyAny>>,
     max_frame_bytes: Given<'py>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let settings = parse_settings(
+    let options = replay_options(
         &mode,
         available_content_refs,
         &missing_content_policy,
@@ -675,52 +419,15 @@ pub fn replay<'py>(
     )?;
     match prepare(source)? {
         Some(job) => {
-            let outcome = py
-                .detach(|| job.run(&settings, pipeline_pays()))
-                .map_err(|f| f.into_pyerr(py))?;
+            let outcome = py.detach(|| job.replay(&options))?;
             result_obj(py, &outcome)
         }
         None => {
-            let mut reducer = Reducer::new(settings.options);
-            reduce_iterable(py, &mut reducer, source)?;
+            let mut reducer = Reducer::new(options);
+            reduce_iterable(&mut reducer, source)?;
             result_obj(py, &reducer.finish())
         }
     }
-}
-
-/// Run every job on `workers` threads; `None` where there is no job.
-fn run_jobs(
-    jobs: &[Option<Job>],
-    settings: &Settings,
-    workers: usize,
-) -> Vec<Option<Result<Outcome, Failure>>> {
-    if workers <= 1 {
-        return jobs
-            .iter()
-            .map(|job| job.as_ref().map(|job| job.run(settings, false)))
-            .collect();
-    }
-    let next = AtomicUsize::new(0);
-    let slots: Vec<Mutex<Option<Result<Outcome, Failure>>>> =
-        jobs.iter().map(|_| Mutex::new(None)).collect();
-    std::thread::scope(|scope| {
-        for _ in 0..workers {
-            scope.spawn(|| loop {
-                let index = next.fetch_add(1, Ordering::Relaxed);
-                let Some(job) = jobs.get(index) else {
-                    break;
-                };
-                if let (Some(job), Some(slot)) = (job, slots.get(index)) {
-                    let outcome = job.run(settings, false);
-                    *lock(slot) = Some(outcome);
-                }
-            });
-        }
-    });
-    slots
-        .into_iter()
-        .map(|slot| slot.into_inner().unwrap_or_else(PoisonError::into_inner))
-        .collect()
 }
 
 /// A path or buffer source as a job; None for an iterable of records.
@@ -741,33 +448,31 @@ fn prepare(source: &Bound<'_, PyAny>) -> PyResult<Option<Job>> {
     Ok(None)
 }
 
-const OPTION_NAMES: [&str; 5] = [
-    "mode",
-    "available_content_refs",
-    "missing_content_policy",
-    "strict",
-    "max_frame_bytes",
-];
-
-fn settings_from_kwargs(options: Option<&Bound<'_, PyDict>>) -> PyResult<Settings> {
+/// The options of `replay_many`, given as keywords: those of `replay`
+/// (None for `available_content_refs` or `strict` is as good as leaving it
+/// out). A keyword `replay` does not take is refused as `replay` refuses it.
+fn options_from_kwargs(kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Options> {
+    const NAMES: [&str; 5] = [
+        "mode",
+        "available_content_refs",
+        "missing_content_policy",
+        "strict",
+        "max_frame_bytes",
+    ];
     let mut given: [Option<Bound<'_, PyAny>>; 5] = Default::default();
-    if let Some(options) = options {
-        for (key, value) in options.iter() {
+    if let Some(kwargs) = kwargs {
+        for (key, value) in kwargs.iter() {
             let name: String = key.extract()?;
-            match OPTION_NAMES.iter().position(|n| *n == name) {
+            match NAMES.iter().position(|n| *n == name) {
                 Some(i) => given[i] = Some(value),
-                None => {
-                    return Err(PyTypeError::new_err(format!(
-                        "replay() got an unexpected keyword argument '{name}'"
-                    )))
-                }
+                None => return Err(unexpected_keyword("replay", &name)),
             }
         }
     }
     let [mode, available, policy, strict, max_frame] = given;
     let available = available.filter(|v| !v.is_none());
     let strict = strict.filter(|v| !v.is_none());
-    parse_settings(
+    replay_options(
         &Given(mode),
         available.as_ref(),
         &Given(policy),
@@ -801,8 +506,8 @@ pub fn replay_many<'py>(
     if items.is_empty() {
         return Ok(results);
     }
-    let settings = match settings_from_kwargs(options) {
-        Ok(settings) => settings,
+    let options = match options_from_kwargs(options) {
+        Ok(options) => options,
         Err(err) if return_exceptions => {
             for _ in &items {
                 results.append(err.clone_ref(py).into_value(py))?;
@@ -827,20 +532,16 @@ pub fn replay_many<'py>(
             }
         }
     }
-    let workers = threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-        .min(jobs.len())
-        .max(1);
-    let outcomes = py.detach(|| run_jobs(&jobs, &settings, workers));
+    let workers = pipeline::workers(threads, pipeline::cpus(), jobs.len());
+    let outcomes = py.detach(|| pipeline::replay_jobs(&jobs, &options, workers));
     for ((item, early), outcome) in items.iter().zip(early).zip(outcomes) {
         let result = match (early, outcome) {
             (Some(err), _) => Err(err),
             (None, Some(Ok(outcome))) => result_obj(py, &outcome),
-            (None, Some(Err(failure))) => Err(failure.into_pyerr(py)),
+            (None, Some(Err(err))) => Err(to_pyerr(py, err, None)),
             (None, None) => {
-                let mut reducer = Reducer::new(settings.options.clone());
-                reduce_iterable(py, &mut reducer, item)
-                    .and_then(|()| result_obj(py, &reducer.finish()))
+                let mut reducer = Reducer::new(options.clone());
+                reduce_iterable(&mut reducer, item).and_then(|()| result_obj(py, &reducer.finish()))
             }
         };
         match result {

@@ -7,10 +7,10 @@
 
 use std::sync::Mutex;
 
-use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyType};
 
+use crate::error::Error;
 use crate::py::args::{key_bytes, type_error, Arg};
 use crate::py::digest::{digest_of, encode_canonical};
 use crate::py::errors::{conflict, to_pyerr};
@@ -150,7 +150,7 @@ impl IdempotencyStore {
 }
 
 fn internal(message: &str) -> PyErr {
-    PyRuntimeError::new_err(format!("replaycore internal error: {message}"))
+    Error::internal(message).into()
 }
 
 fn index_of(position: usize) -> PyResult<u32> {
