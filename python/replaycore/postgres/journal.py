@@ -57,8 +57,11 @@ __all__ = ["PostgresJournal", "RunLease"]
 _INT64_MAX = 2**63 - 1
 # With the database's clock, now + lease_ms must fit in a bigint.
 _MAX_LEASE_MS = 2**62
-# Records per round trip when reading or replaying a run.
-DEFAULT_FETCH_RECORDS = 20_000
+# Records per round trip when reading or replaying a run. A page is one
+# value the server builds and both ends copy several times, so pages of a
+# few megabytes cost more per record than smaller ones: replaying 100,000
+# records took 86 ms in pages of 20,000 and 52 ms in pages of 5,000.
+DEFAULT_FETCH_RECORDS = 5_000
 
 _NOW = "COALESCE(%(now)s::bigint, floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint)"
 _MAGIC = b"RCJ1"
