@@ -4,6 +4,7 @@ threads, processes, a SIGKILL mid-work, and reconcile."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import multiprocessing
 import os
@@ -133,11 +134,15 @@ def test_no_id_leaves_root(tmp_path: Path, hostile: str) -> None:
         assert len(relative.parts) == 2
         run, node = relative.parts
         assert node.endswith(".jsonl")
-        for segment in (run, node.removesuffix(".jsonl")):
+        for segment, limit in [
+            (run, ledger.MAX_RUN_SEGMENT_BYTES),
+            (node.removesuffix(".jsonl"), ledger.MAX_NODE_SEGMENT_BYTES),
+        ]:
             assert SEGMENT.fullmatch(segment)
             assert not segment.startswith("-")
             assert not segment.endswith("-")
-            assert len(segment) <= ledger.MAX_SEGMENT_CHARS
+            assert len(segment) <= limit
+        assert len(node.encode()) <= 255
         assert path.resolve().is_relative_to(root.resolve())
     if hostile.strip() and "\ud800" not in hostile:
         summary = one(root, run_id=hostile, node_id=hostile)
@@ -148,13 +153,33 @@ def test_no_id_leaves_root(tmp_path: Path, hostile: str) -> None:
 
 
 def test_long_ids_stay_distinct_and_short(tmp_path: Path) -> None:
-    first = path_for(tmp_path, "r" * 5000 + "1", "n" * 201)
-    second = path_for(tmp_path, "r" * 5000 + "2", "n" * 202)
+    first = path_for(tmp_path, "r" * 5000 + "1", "n" * 5000 + "1")
+    second = path_for(tmp_path, "r" * 5000 + "2", "n" * 5000 + "2")
     assert first.parent != second.parent
     assert first.name != second.name
-    assert len(first.parent.name) == ledger.MAX_SEGMENT_CHARS
-    # At the limit a segment is kept as is.
-    assert path_for(tmp_path, "r" * 200, "n").parent.name == "r" * 200
+    # Cut to the longest file name, ending in - and 16 hex digits of the id's SHA-256.
+    assert len(first.parent.name) == 255
+    assert len(first.name) == 255
+    digest = hashlib.sha256(("r" * 5000 + "1").encode()).hexdigest()[:16]
+    assert first.parent.name == "r" * (255 - 17) + "-" + digest
+    digest = hashlib.sha256(("n" * 5000 + "1").encode()).hexdigest()[:16]
+    assert first.name == "n" * (249 - 17) + "-" + digest + ".jsonl"
+
+
+def test_segments_are_kept_whole_up_to_the_longest_file_name(tmp_path: Path) -> None:
+    """Another tool's ledger with a long id is found: a run directory of up to
+    255 bytes and a node of up to 249 (+ ".jsonl" = 255) are not cut."""
+    for length in (200, 201, 249, 255):
+        assert path_for(tmp_path, "r" * length, "n").parent.name == "r" * length
+    for length in (200, 201, 249):
+        assert path_for(tmp_path, "r", "n" * length).name == "n" * length + ".jsonl"
+    assert path_for(tmp_path, "r" * 256, "n").parent.name != "r" * 256
+    assert len(path_for(tmp_path, "r" * 256, "n").parent.name) == 255
+    assert path_for(tmp_path, "r", "n" * 250).name != "n" * 250 + ".jsonl"
+    # Such names really are valid file names here.
+    summary = one(tmp_path, run_id="r" * 255, node_id="n" * 249)
+    assert summary.path.is_file()
+    assert seqs(summary.path) == [1]
 
 
 @pytest.mark.parametrize(
@@ -394,6 +419,7 @@ def test_missing_ledger_reads_as_empty(tmp_path: Path) -> None:
     assert last_seq(str(tmp_path / "nope.jsonl")) == 0
 
 
+# Lines that are not records and hold no seq: skipped by read and by last_seq.
 MALFORMED = [
     b"garbage",
     b'{"version":1,"run_id":"r","node_id":"n","attempt":1,',  # partial JSON
@@ -403,23 +429,38 @@ MALFORMED = [
     b'"ts_ms":1,"event_type":"e","payload":null}',
     b'{"version":1,"run_id":"r","node_id":"n","attempt":1,"session_id":"s","seq":0,'
     b'"ts_ms":1,"event_type":"e","payload":null}',  # seq counts from 1
-    b'{"version":1,"run_id":"r","node_id":"n","attempt":-1,"session_id":"s","seq":9,'
+    b'{"version":1,"run_id":"r","node_id":"n","attempt":1,"session_id":"s","seq":9.0,'
+    b'"ts_ms":1,"event_type":"e","payload":null}',  # not an integer
+    b'{"version":1,"run_id":"r","node_id":"n","attempt":1,"session_id":"s","seq":-9,'
     b'"ts_ms":1,"event_type":"e","payload":null}',
-    b'{"version":1,"run_id":"r","node_id":"n","attempt":1,"session_id":"s","seq":9,'
-    b'"ts_ms":1,"event_type":"  ","payload":null}',  # blank event_type
-    b'{"version":2,"run_id":"r","node_id":"n","attempt":1,"session_id":"s","seq":9,'
-    b'"ts_ms":1,"event_type":"e","payload":null}',  # a future version
-    b'{"version":1,"run_id":"r","node_id":"n","attempt":1,"seq":9,"ts_ms":1,"event_type":"e"}',
-    b'{"version":1,"run_id":5,"node_id":"n","attempt":1,"session_id":"s","seq":9,'
-    b'"ts_ms":1,"event_type":"e","payload":null}',
+    b'{"version":1,"run_id":"r","node_id":"n","attempt":1,"session_id":"s",'
+    b'"ts_ms":1,"event_type":"e","payload":null}',  # no seq
     b"",
     b"   \t ",
     b"\r",
     b"[1,2,3]",
+    b'[{"seq": 9}]',
     b"null",
     b"9",
     b"\x00\x00\x00\x00",
     b"\xff\xfe{}",
+]
+
+# Lines another tool may write in the common layout that are not valid records
+# (read skips them) but hold an integer seq >= 1, which the next append must
+# not reuse (SPEC 8: the last seq is the last JSON object's integer seq).
+FOREIGN_WITH_SEQ = [
+    b'{"version":1,"run_id":"r","node_id":"n","attempt":-1,"session_id":"s","seq":9,'
+    b'"ts_ms":1,"event_type":"e","payload":null}',
+    b'{"version":1,"run_id":"r","node_id":"n","attempt":1,"session_id":"s","seq":9,'
+    b'"ts_ms":1,"event_type":"  ","payload":null}',  # blank event_type
+    b'{"version":1,"run_id":"r","node_id":"n","attempt":1,"session_id":"s","seq":9,'
+    b'"ts_ms":1,"event_type":"","payload":null}',  # empty event_type
+    b'{"version":2,"run_id":"r","node_id":"n","attempt":1,"session_id":"s","seq":9,'
+    b'"ts_ms":1,"event_type":"e","payload":null}',  # another version
+    b'{"version":1,"run_id":"r","node_id":"n","attempt":1,"seq":9,"ts_ms":1,"event_type":"e"}',
+    b'{"version":1,"run_id":5,"node_id":"n","attempt":1,"session_id":"s","seq":9,'
+    b'"ts_ms":1,"event_type":"e","payload":null}',
     b'{"seq": 9}',
 ]
 
@@ -437,6 +478,60 @@ def test_malformed_lines_are_skipped(tmp_path: Path, bad: bytes) -> None:
     only_bad.write_bytes(bad + b"\n" + bad)
     assert last_seq(only_bad) == 0
     assert read(only_bad) == []
+
+
+@pytest.mark.parametrize("foreign", FOREIGN_WITH_SEQ, ids=range(len(FOREIGN_WITH_SEQ)))
+def test_a_foreign_line_with_a_seq_holds_it(tmp_path: Path, foreign: bytes) -> None:
+    path = path_for(tmp_path, "run", "node")
+    path.parent.mkdir()
+    path.write_bytes(record_line(1) + foreign + b"\n" + b"junk\n")
+    assert seqs(path) == [1]  # not a record ...
+    assert last_seq(path) == 9  # ... but its seq is taken
+    assert one(tmp_path).seq == 10
+    assert seqs(path) == [1, 10]
+
+
+def test_a_ledger_written_line_by_line_by_another_tool_is_continued(tmp_path: Path) -> None:
+    """A ledger in the common layout written by another writer -- its own
+    field order and spacing, a blank event type, another version, and a last
+    line torn without its newline -- is found under the same path and
+    continued without reusing any seq in it."""
+    run_id, node_id = "automation/" + "r" * 240, "n" * 249  # whole segments of 251 and 249
+    path = tmp_path / ("automation-" + "r" * 240) / ("n" * 249 + ".jsonl")
+    assert path_for(tmp_path, run_id, node_id) == path
+
+    def line(seq: int, event_type: str, version: int = 1) -> bytes:
+        fields = {
+            "version": version,
+            "run_id": run_id,
+            "node_id": node_id,
+            "attempt": 1,
+            "session_id": "other-tool",
+            "seq": seq,
+            "ts_ms": 1_700_000_000_000 + seq,
+            "event_type": event_type,
+            "payload": {"n": seq},
+        }
+        return json.dumps(fields, separators=(", ", ": ")).encode() + b"\n"
+
+    path.parent.mkdir()
+    torn = line(6, "attempt.finished")[:-30]
+    path.write_bytes(
+        line(1, "attempt.started")
+        + line(2, "tool.called")
+        + line(3, "")
+        + line(4, "tool.returned", version=2)
+        + line(5, "tool.returned")
+        + torn
+    )
+    assert seqs(path) == [1, 2, 5]
+    assert last_seq(path) == 5  # the torn line holds no seq
+    summary = append(tmp_path, run_id, node_id, 2, "mine", [LedgerEvent("a"), LedgerEvent("b")])
+    assert (summary.path, summary.seq) == (path, 7)
+    assert seqs(path) == [1, 2, 5, 6, 7]
+    lines = path.read_bytes().split(b"\n")
+    assert lines[5] == torn  # kept, and terminated so it cannot swallow a record
+    assert last_seq(path) == 7
 
 
 def test_last_valid_record_far_from_the_end(tmp_path: Path) -> None:
@@ -532,6 +627,56 @@ def test_io_failures_raise_store_unavailable(tmp_path: Path) -> None:
 
 
 # -- concurrency ----------------------------------------------------------------
+
+
+# -- links ---------------------------------------------------------------------
+
+
+def test_a_run_directory_that_is_a_link_is_refused_and_nothing_is_written(tmp_path: Path) -> None:
+    root, elsewhere = tmp_path / "root", tmp_path / "elsewhere"
+    root.mkdir()
+    elsewhere.mkdir()
+    (root / "run").symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(errors.StoreUnavailable, match="symbolic link"):
+        one(root, run_id="run")
+    assert list(elsewhere.iterdir()) == []
+    # A dangling link is refused too, and not created through.
+    (root / "gone").symlink_to(tmp_path / "missing", target_is_directory=True)
+    with pytest.raises(errors.StoreUnavailable, match="symbolic link"):
+        one(root, run_id="gone")
+    assert not (tmp_path / "missing").exists()
+
+
+def test_a_ledger_file_that_is_a_link_is_refused_and_nothing_is_written(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    target = tmp_path / "target.jsonl"
+    target.write_bytes(record_line(1))
+    path = path_for(root, "run", "node")
+    path.parent.mkdir(parents=True)
+    path.symlink_to(target)
+    with pytest.raises(errors.StoreUnavailable, match="symbolic link"):
+        one(root)
+    assert target.read_bytes() == record_line(1)
+    for reader in (last_seq, read):
+        with pytest.raises(errors.StoreUnavailable, match="symbolic link"):
+            reader(path)
+    with pytest.raises(errors.StoreUnavailable, match="symbolic link"):
+        reconcile(path, 1, 0, 1)
+    # A dangling link is not created through.
+    path.unlink()
+    path.symlink_to(tmp_path / "never.jsonl")
+    with pytest.raises(errors.StoreUnavailable, match="symbolic link"):
+        one(root)
+    assert not (tmp_path / "never.jsonl").exists()
+
+
+def test_a_root_that_is_a_link_is_followed(tmp_path: Path) -> None:
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "root").symlink_to(real, target_is_directory=True)
+    summary = one(tmp_path / "root")
+    assert summary.seq == 1
+    assert seqs(real / "run" / "node.jsonl") == [1]
 
 
 def check_batches(path: Path, summaries: list[AppendSummary], per_batch: int) -> None:

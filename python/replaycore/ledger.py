@@ -20,14 +20,26 @@ Guarantees:
 * **Crash tolerance.** A last line left without its newline by a crash is
   terminated before the next batch, so it cannot swallow a record; lines
   that are not valid records (torn, garbage, a future ``version``) are
-  skipped when reading and when finding the last ``seq`` -- never fatal.
+  skipped when reading -- never fatal. Finding the last ``seq`` takes the
+  last line that is a JSON object with an integer ``seq`` >= 1, valid record
+  or not, so an append never reuses a seq another tool wrote.
   A batch whose :func:`append` never returned may be cut by a crash (the
   kernel can stop a large write part-way when the process is killed): a
   prefix of its records may survive, followed by a torn line. Every record
   of an append that returned is there.
 * **Flat append cost.** The last ``seq`` is found by reading the file
-  backwards from its end until the last valid record line, so an append to a
+  backwards from its end until the last line holding one, so an append to a
   200,000-line ledger costs the same as one to an empty ledger.
+* **No links below root.** :func:`append` never follows a symbolic link
+  below ``root``: a run directory or a ledger file that is a link is refused
+  with :class:`StoreUnavailable` and nothing is written (the file is opened
+  relative to the run directory's descriptor, both with ``O_NOFOLLOW``, so
+  a link swapped in meanwhile is refused too). ``root`` itself and the
+  directories above it may be links. :func:`last_seq`, :func:`read` and
+  :func:`reconcile` take the file's path and refuse a file that is a link.
+* **Other tools' ledgers.** Ids are kept whole in file names up to the file
+  system's 255 bytes (see :func:`path_for`), so a ledger another tool wrote
+  in the same layout is found.
 
 POSIX only (``fcntl``). I/O failures raise :class:`StoreUnavailable` with
 the ``OSError`` as its cause; bad arguments raise :class:`InvalidArgument` /
@@ -45,8 +57,8 @@ the ``OSError`` as its cause; bad arguments raise :class:`InvalidArgument` /
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import errno
 import fcntl
 import hashlib
 import os
@@ -68,7 +80,8 @@ from replaycore.errors import (
 )
 
 __all__ = [
-    "MAX_SEGMENT_CHARS",
+    "MAX_NODE_SEGMENT_BYTES",
+    "MAX_RUN_SEGMENT_BYTES",
     "AppendSummary",
     "InvalidArgument",
     "InvalidArgumentType",
@@ -88,10 +101,15 @@ __all__ = [
 #: Largest ``attempt`` and ``seq`` a ledger holds (64-bit signed on the wire).
 MAX_INT = 2**63 - 1
 
-#: Longest sanitized path segment kept as is. A longer one is cut and ends in
-#: ``-`` + 16 hex digits of the SHA-256 of the original id, so it still fits
-#: a file name (255 bytes with ``.jsonl``) and distinct ids stay distinct.
-MAX_SEGMENT_CHARS = 200
+#: Longest sanitized run segment kept whole: the longest file name (255
+#: bytes), so that every ledger another tool writes in this layout is found.
+#: A longer one is cut and ends in ``-`` + 16 hex digits of the SHA-256 of
+#: the original id, so distinct ids stay distinct. Sanitized segments are
+#: ASCII: characters and bytes are the same count.
+MAX_RUN_SEGMENT_BYTES = 255
+#: Longest sanitized node segment kept whole: ``<node>.jsonl`` must fit in
+#: 255 bytes.
+MAX_NODE_SEGMENT_BYTES = 255 - len(".jsonl")
 _HASH_HEX = 16
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
@@ -172,6 +190,17 @@ _DECODER = msgspec.json.Decoder(LedgerRecord)
 _UNDECODABLE = (msgspec.DecodeError, UnicodeDecodeError)
 
 
+class _Seq(msgspec.Struct):
+    """What finding the last seq reads of a line: a JSON object's integer
+    ``seq`` >= 1, whatever its other fields hold (another tool's line with a
+    blank ``event_type`` or another ``version`` still holds its seq)."""
+
+    seq: _Positive
+
+
+_SEQ_DECODER = msgspec.json.Decoder(_Seq)
+
+
 # -- argument checks -----------------------------------------------------------
 
 
@@ -204,14 +233,14 @@ def _path(value: Any, argument: str) -> Path:
 # -- paths ---------------------------------------------------------------------
 
 
-def _segment(value: Any, argument: str) -> str:
+def _segment(value: Any, argument: str, limit: int) -> str:
     if not isinstance(value, str):
         type_error(argument, "a str", value)
     segment = _UNSAFE.sub("-", value).strip("-") or "unknown"
-    if len(segment) <= MAX_SEGMENT_CHARS:
+    if len(segment) <= limit:
         return segment
     digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:_HASH_HEX]
-    head = segment[: MAX_SEGMENT_CHARS - _HASH_HEX - 1].rstrip("-")
+    head = segment[: limit - _HASH_HEX - 1].rstrip("-")
     return f"{head}-{digest}"
 
 
@@ -221,9 +250,13 @@ def path_for(root: str | os.PathLike[str], run_id: str, node_id: str) -> Path:
     Each id is sanitized into one path segment: ASCII letters, digits, ``-``
     and ``_`` are kept, every other character (``/``, ``.``, ``:``, NUL,
     any non-ASCII character) becomes ``-``, leading and trailing ``-`` are
-    trimmed, and an empty result becomes ``unknown``. A segment longer than
-    :data:`MAX_SEGMENT_CHARS` (200) is cut and suffixed with a hash of the
-    original id, so it remains a valid file name. The result is therefore
+    trimmed, and an empty result becomes ``unknown``. A segment is kept whole
+    as long as a file name can hold it -- a run directory up to
+    :data:`MAX_RUN_SEGMENT_BYTES` (255), a node up to
+    :data:`MAX_NODE_SEGMENT_BYTES` (249, so that ``<node>.jsonl`` fits) -- so
+    ledgers other tools write in this layout are found; only a longer one is
+    cut and ends in ``-`` + 16 hex digits of the SHA-256 of the original id,
+    so it remains a valid file name. The result is therefore
     always exactly two levels below ``root``: no id can point outside it.
     Different ids may share a ledger when they sanitize alike (``a/b`` and
     ``a:b``). Pure: touches no file.
@@ -237,8 +270,8 @@ def path_for(root: str | os.PathLike[str], run_id: str, node_id: str) -> Path:
     '/ledgers/unknown/etc-passwd.jsonl'
     """
     base = _path(root, "root")
-    run = _segment(run_id, "run_id")
-    node = _segment(node_id, "node_id")
+    run = _segment(run_id, "run_id", MAX_RUN_SEGMENT_BYTES)
+    node = _segment(node_id, "node_id", MAX_NODE_SEGMENT_BYTES)
     return base / run / f"{node}.jsonl"
 
 
@@ -277,11 +310,19 @@ def _record(line: bytes) -> LedgerRecord | None:
         return None
 
 
+def _line_seq(line: bytes) -> int:
+    try:
+        return _SEQ_DECODER.decode(line).seq
+    except _UNDECODABLE:
+        return 0
+
+
 def _scan_last_seq(fd: int, size: int) -> int:
-    """The seq of the last valid record line of the file, or 0.
+    """The seq of the file's last line that is a JSON object with an integer
+    ``seq`` >= 1 (a valid record or not), or 0.
 
     Reads backwards from ``size`` in growing blocks and decodes lines from
-    the last one up; only the lines after the last valid record (normally
+    the last one up; only the lines after the last such line (normally
     none) are ever examined, so the cost does not depend on the file's
     length. ``pending`` holds, in reverse file order, the pieces of the line
     whose start has not been read yet.
@@ -308,9 +349,9 @@ def _scan_last_seq(fd: int, size: int) -> int:
         pending = [head]
         for line in reversed(complete.split(b"\n")):
             if line:
-                record = _record(line)
-                if record is not None:
-                    return record.seq
+                seq = _line_seq(line)
+                if seq:
+                    return seq
     return 0
 
 
@@ -327,12 +368,27 @@ def _read_all(fd: int) -> bytes:
     return b"".join(parts)
 
 
+class _Linked(OSError):
+    """A run directory or ledger file that is a symbolic link."""
+
+
+def _no_link(path: Path, error: OSError, what: str) -> OSError:
+    """``error`` from an ``O_NOFOLLOW`` open of ``path``: a :class:`_Linked`
+    when ``path`` is a link (Linux says ELOOP, others may say ENOTDIR)."""
+    if error.errno in (errno.ELOOP, errno.ENOTDIR, errno.EMLINK) and os.path.islink(path):
+        return _Linked(error.errno, f"{what} is a symbolic link, which the ledger never follows")
+    return error
+
+
 def _open_shared(path: Path) -> int | None:
-    """``path`` opened for reading under a shared flock, or None when missing."""
+    """``path`` opened for reading under a shared flock, or None when missing;
+    a file that is a link is refused."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
     except FileNotFoundError:
         return None
+    except OSError as exc:
+        raise _no_link(path, exc, "the ledger file") from exc
     try:
         fcntl.flock(fd, fcntl.LOCK_SH)
     except BaseException:
@@ -361,17 +417,37 @@ def _make_dirs(directory: Path) -> None:
         _fsync_dir(created.parent)
 
 
-_APPEND_FLAGS = os.O_RDWR | os.O_APPEND | os.O_CLOEXEC
+_APPEND_FLAGS = os.O_RDWR | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW
+_DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW
+
+
+def _open_run_dir(directory: Path) -> int:
+    """The run directory's descriptor, created (with its parents) when
+    missing; a run directory that is a link is refused."""
+    for _ in range(2):
+        try:
+            return os.open(directory, _DIRECTORY_FLAGS)
+        except FileNotFoundError:
+            _make_dirs(directory)
+        except OSError as exc:
+            raise _no_link(directory, exc, "the run directory") from exc
+    return os.open(directory, _DIRECTORY_FLAGS)
 
 
 def _open_for_append(path: Path) -> int:
-    """The ledger opened for appending, created (with its directories) when missing."""
+    """The ledger opened for appending, created (with its run directory) when
+    missing. Opened relative to the run directory's descriptor, both without
+    following links, so neither can be a link, even one swapped in between."""
+    run_dir = _open_run_dir(path.parent)
     try:
-        return os.open(path, _APPEND_FLAGS)
-    except FileNotFoundError:
-        pass
-    _make_dirs(path.parent)
-    return os.open(path, _APPEND_FLAGS | os.O_CREAT, 0o644)
+        try:
+            return os.open(path.name, _APPEND_FLAGS, dir_fd=run_dir)
+        except FileNotFoundError:
+            return os.open(path.name, _APPEND_FLAGS | os.O_CREAT, 0o644, dir_fd=run_dir)
+        except OSError as exc:
+            raise _no_link(path, exc, "the ledger file") from exc
+    finally:
+        os.close(run_dir)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -541,13 +617,16 @@ def _append_locked(
 
 
 def last_seq(path: str | os.PathLike[str]) -> int:
-    """The seq of the ledger's last valid record; 0 when the file is missing
-    or holds no valid record.
+    """The seq of the ledger's last line that is a JSON object with an
+    integer ``seq`` >= 1 -- a valid record, or a line another tool wrote
+    that :func:`read` skips (a blank ``event_type``, another ``version``) but
+    whose seq is taken all the same, so that an append never reuses a seq
+    in the file; 0 when the file is missing or holds no such line.
 
     Reads backwards from the end of the file (cost independent of its
     length) under a shared ``flock``, so it never sees half of a batch.
-    Since :func:`append` is the only writer and numbers records in order,
-    the last valid record holds the highest seq. Raises
+    Writers number lines in order, so the last such line holds the highest
+    seq. Raises
     :class:`InvalidArgumentType` for a bad ``path``, :class:`StoreUnavailable`
     when the file cannot be read.
 
@@ -664,9 +743,12 @@ async def areconcile(
     worker thread (``asyncio.to_thread``) so the event loop never blocks on
     a writer's file lock. Cancelling the task stops the polling.
 
+    >>> import asyncio
     >>> asyncio.run(areconcile("/nonexistent/ledger.jsonl", 1, 0)).attempts
     1
     """
+    import asyncio  # here, not at the top: importing it costs ~25 ms at start-up
+
     file, target, wait, interval = _reconcile_args(
         path, expected_min_seq, max_wait_ms, poll_interval_ms
     )
