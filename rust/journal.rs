@@ -96,18 +96,23 @@ pub enum FileEvent<'a> {
 ///
 /// Framed files give [`FileEvent::Frame`] events ([`frames::walk_reader`]:
 /// records, skipped damage when not `strict`, a torn tail); JSON-lines files
-/// give one [`FileEvent::Line`] per line. Failing to open the file is an
-/// `Io` error holding an [`OpenFailed`].
+/// give one [`FileEvent::Line`] per line ([`jsonl::walk_json_lines_reader`],
+/// lines over `max_line` bytes never held; the visitor decides what
+/// `strict` makes of a corrupt line). Failing to open the file is an `Io`
+/// error holding an [`OpenFailed`].
 pub fn walk_path<E>(
     path: &Path,
     strict: bool,
     max_frame: u64,
+    max_line: u64,
     mut visit: impl FnMut(FileEvent<'_>) -> Result<(), E>,
 ) -> Result<(), WalkError<E>> {
     let file = open_read(path)?;
     match Format::of(path) {
         Format::Rcj => frames::walk_reader(file, strict, max_frame, |e| visit(FileEvent::Frame(e))),
-        Format::Jsonl => jsonl::walk_json_lines_reader(file, |e| visit(FileEvent::Line(e))),
+        Format::Jsonl => {
+            jsonl::walk_json_lines_reader(file, max_line, |e| visit(FileEvent::Line(e)))
+        }
     }
 }
 
@@ -124,9 +129,10 @@ pub struct Inspection {
     pub last_journal_seq: i64,
     /// Framed: bytes of the torn tail.
     pub torn_tail_bytes: u64,
-    /// JSON lines: blank or undecodable lines.
+    /// JSON lines: blank and corrupt lines.
     pub skipped_lines: u64,
-    /// Framed: damaged ranges skipped, `(start, end, reason)`.
+    /// Damaged ranges skipped, `(start, end, reason)`: frames, or JSON lines
+    /// (their bytes without the newline).
     pub corrupt_ranges: Vec<(u64, u64, String)>,
     /// Size of the file (bytes read).
     pub bytes: u64,
@@ -158,12 +164,15 @@ impl<R: io::Read> io::Read for Counted<R> {
 }
 
 /// Decode every record of the journal at `path` (streaming) and count what
-/// was found. Framed damage is skipped and listed (never raised), except a
-/// missing magic; a JSON line counts as a record when
-/// `msgspec.json.Decoder(JournalRecord)` decodes it.
+/// was found. Damage is skipped and listed (never raised), except a missing
+/// magic; a JSON line counts as a record when
+/// `msgspec.json.Decoder(JournalRecord)` decodes it (and it is within
+/// `max_line` bytes), a corrupt line is listed and counted in
+/// `skipped_lines` with the blank ones, a torn last line in `torn_tail_bytes`.
 pub fn inspect_path(
     path: &Path,
     max_frame: u64,
+    max_line: u64,
 ) -> Result<Inspection, WalkError<std::convert::Infallible>> {
     let format = Format::of(path);
     let mut reader = Counted {
@@ -187,12 +196,22 @@ pub fn inspect_path(
             }
             Ok(())
         })?,
-        Format::Jsonl => jsonl::for_each_line(&mut reader, |line| {
-            match jsonl::parse_line(line) {
-                Some(parsed) if !jsonl::is_blank(line) => {
-                    found.record(parsed.kind(), parsed.journal_seq());
+        Format::Jsonl => jsonl::walk_json_lines_reader(&mut reader, max_line, |event| {
+            match event {
+                LineEvent::Record { record, .. } => {
+                    found.record(record.payload.kind(), record.journal_seq);
                 }
-                _ => found.skipped_lines += 1,
+                LineEvent::Unencodable { line } => {
+                    if let Some(parsed) = jsonl::parse_line(line) {
+                        found.record(parsed.kind(), parsed.journal_seq());
+                    }
+                }
+                LineEvent::Blank => found.skipped_lines += 1,
+                LineEvent::Corrupt { start, end, reason } => {
+                    found.skipped_lines += 1;
+                    found.corrupt_ranges.push((start, end, reason));
+                }
+                LineEvent::Torn { bytes } => found.torn_tail_bytes += bytes,
             }
             Ok(())
         })?,
@@ -613,14 +632,17 @@ pub struct ReadOptions {
     pub strict: bool,
     /// The largest frame body a framed file may declare.
     pub max_frame: u64,
+    /// The longest line a JSON-lines file may hold.
+    pub max_line: u64,
 }
 
 impl Default for ReadOptions {
-    /// Strict, with the default frame limit.
+    /// Strict, with the default frame and line limits.
     fn default() -> Self {
         ReadOptions {
             strict: true,
             max_frame: frames::DEFAULT_MAX_FRAME,
+            max_line: jsonl::DEFAULT_MAX_LINE,
         }
     }
 }
@@ -679,6 +701,20 @@ enum Source<R> {
     Lines(LineReader<R>),
 }
 
+/// A corrupt JSON line met by a [`BatchReader`]: the error that stops the
+/// read when `strict`, else a line skipped.
+fn corrupt_line(
+    strict: bool,
+    offset: u64,
+    reason: String,
+) -> Result<bool, WalkError<std::convert::Infallible>> {
+    if strict {
+        Err(WalkError::Corruption { offset, reason })
+    } else {
+        Ok(true)
+    }
+}
+
 /// Where a [`BatchReader`] stopped.
 enum End {
     /// More may follow.
@@ -691,7 +727,9 @@ enum End {
 
 /// The records of a journal read a batch at a time: record bodies of a
 /// framed file (torn tails ignored; damage stops the read when strict, else
-/// skipped), or the non-blank lines of a JSON-lines file, left undecoded.
+/// skipped), or the record lines of a JSON-lines file (checked to decode,
+/// left undecoded; blank lines and a torn last line ignored, a corrupt line
+/// stops the read when strict, else skipped).
 ///
 /// [`BatchReader::refill`] does the file work (a caller can release its
 /// interpreter lock around it), [`BatchReader::pop`] hands out the items.
@@ -699,6 +737,8 @@ enum End {
 /// popped.
 pub struct BatchReader<R = File> {
     format: Format,
+    strict: bool,
+    max_line: u64,
     source: Source<R>,
     batch: Batch,
     end: End,
@@ -719,10 +759,12 @@ impl<R: Read> BatchReader<R> {
             Format::Rcj => {
                 Source::Framed(FrameReader::new(reader, options.strict, options.max_frame))
             }
-            Format::Jsonl => Source::Lines(LineReader::new(reader)),
+            Format::Jsonl => Source::Lines(LineReader::new(reader, options.max_line)),
         };
         BatchReader {
             format,
+            strict: options.strict,
+            max_line: options.max_line,
             source,
             batch: Batch::default(),
             end: End::Open,
@@ -760,11 +802,29 @@ impl<R: Read> BatchReader<R> {
                     Ok::<(), std::convert::Infallible>(())
                 }),
                 Source::Lines(lines) => match lines.next_line() {
-                    Ok(Some(line)) => {
-                        if !jsonl::is_blank(line) {
-                            batch.push(line);
+                    Ok(Some(raw)) => {
+                        let strict = self.strict;
+                        match jsonl::classify(&raw, self.max_line) {
+                            None => {
+                                let line = raw.bytes.unwrap_or(&[]);
+                                if jsonl::parse_line(line).is_some() {
+                                    batch.push(line);
+                                    Ok(true)
+                                } else if raw.terminated {
+                                    corrupt_line(
+                                        strict,
+                                        raw.offset,
+                                        jsonl::line_does_not_decode(raw.number),
+                                    )
+                                } else {
+                                    Ok(true)
+                                }
+                            }
+                            Some(LineEvent::Corrupt { start, reason, .. }) => {
+                                corrupt_line(strict, start, reason)
+                            }
+                            Some(_) => Ok(true),
                         }
-                        Ok(true)
                     }
                     Ok(None) => Ok(false),
                     Err(err) => Err(WalkError::Io(err)),
@@ -877,7 +937,8 @@ mod tests {
         assert_eq!(w.last_seq(), 2);
         assert_eq!(std::fs::read(&path).unwrap(), clean);
         drop(w);
-        let found = inspect_path(&path, frames::DEFAULT_MAX_FRAME).unwrap();
+        let found =
+            inspect_path(&path, frames::DEFAULT_MAX_FRAME, jsonl::DEFAULT_MAX_LINE).unwrap();
         assert_eq!(found.records, 2);
         assert_eq!(found.kinds.get("custom"), Some(&1));
         assert_eq!((found.first_journal_seq, found.last_journal_seq), (1, 2));
@@ -916,7 +977,8 @@ mod tests {
             std::fs::read(&path).unwrap(),
             format!("{line}\n\ngarbage\n").as_bytes()
         );
-        let found = inspect_path(&path, frames::DEFAULT_MAX_FRAME).unwrap();
+        let found =
+            inspect_path(&path, frames::DEFAULT_MAX_FRAME, jsonl::DEFAULT_MAX_LINE).unwrap();
         assert_eq!((found.records, found.skipped_lines), (1, 2));
         std::fs::remove_file(&path).unwrap();
     }
@@ -924,7 +986,7 @@ mod tests {
     #[test]
     fn walk_path_reports_open_failures_with_the_name() {
         let path = tmp("absent.rcj");
-        let err = walk_path(&path, true, 10, |_| Ok::<(), ()>(())).unwrap_err();
+        let err = walk_path(&path, true, 10, 10, |_| Ok::<(), ()>(())).unwrap_err();
         let WalkError::Io(err) = err else {
             panic!("{err:?}")
         };
@@ -1151,24 +1213,30 @@ mod tests {
     }
 
     #[test]
-    fn a_batch_reader_hands_out_the_non_blank_lines() {
-        let text = b"{\"a\":1}\n\n \t\r\nnot json\n{\"b\":2}";
+    fn a_batch_reader_hands_out_the_record_lines() {
+        let a = b"{\"record_id\":\"a\",\"journal_seq\":1,\"run_id\":\"r\",\"payload\":{\"kind\":\"run_lifecycle\",\"status\":\"x\"}}";
+        let mut text = a.to_vec();
+        text.extend_from_slice(b"\n\n \t\r\nnot json\n");
+        text.extend_from_slice(a);
+        text.extend_from_slice(b"\n{\"torn");
         let mut reader = BatchReader::new(&text[..], Format::Jsonl, ReadOptions::default());
         assert_eq!(reader.format(), Format::Jsonl);
         let (items, _, end) = drain(&mut reader);
-        assert_eq!(end, Ok(()));
+        assert_eq!(items, vec![a.to_vec()]);
+        let offset = a.len() as u64 + 6;
         assert_eq!(
-            items,
-            vec![
-                b"{\"a\":1}".to_vec(),
-                b"not json".to_vec(),
-                b"{\"b\":2}".to_vec()
-            ]
+            end,
+            Err(Error::Corruption {
+                offset,
+                reason: "line 4 does not decode to a record".to_owned()
+            })
         );
-        let missing = BatchReader::open(&tmp("absent.jsonl"), ReadOptions::default());
-        let Err(Error::Io(err)) = missing else {
-            panic!("{:?}", missing.err())
+        let lenient = ReadOptions {
+            strict: false,
+            ..ReadOptions::default()
         };
-        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+        let (items, _, end) = drain(&mut BatchReader::new(&text[..], Format::Jsonl, lenient));
+        assert_eq!(end, Ok(()));
+        assert_eq!(items, vec![a.to_vec(), a.to_vec()]);
     }
 }

@@ -1,8 +1,15 @@
 //! JSON-lines journals (`.jsonl`, SPEC 6.2), in pure Rust.
 //!
-//! One JSON record per line. A blank line, or a line that does not decode to
-//! a record (an unknown kind included), is skipped and counted, never fatal;
-//! the newline ending the last line does not make an extra line.
+//! One JSON record per line (SPEC 6.2). A blank line is skipped and counted;
+//! a last line without its newline that does not decode is a torn tail (what
+//! a crash mid-write leaves, cut by a writer reopening the file); any other
+//! line that does not decode to a record (an unknown kind, too deep, longer
+//! than the reader's limit included) is corruption, reported with its byte
+//! offset and 1-based line number ([`LineEvent::Corrupt`]). The newline
+//! ending the last line does not make an extra line. A line over the limit
+//! is counted while it is read and never held whole; it is corruption even
+//! when the whitespace it holds would make it blank, and a torn tail when it
+//! is the unterminated last line.
 //!
 //! "Decodes to a record" means exactly what `msgspec.json.Decoder(JournalRecord)`
 //! accepts, so this module parses JSON the way msgspec does, directed by the
@@ -21,8 +28,9 @@
 //!   checked for syntax;
 //! * duplicate keys: the last one wins; every `kind` key of a payload must
 //!   repeat the tag found first;
-//! * nesting deeper than [`MAX_DEPTH`] is refused (msgspec raises
-//!   `RecursionError` around 1000 levels, depending on the Python stack).
+//! * nesting deeper than [`MAX_DEPTH`] (256 levels, the record object
+//!   included) is refused, as the reference refuses it before msgspec would
+//!   raise `RecursionError` (around 1000 levels, depending on the stack).
 //!
 //! A parsed line is then encoded canonically -- what
 //! `records.encode_canonical(msgspec.json.decode(line, type=JournalRecord))`
@@ -41,11 +49,21 @@ use std::io::{self, Read};
 
 use crate::frames::{ReadAt, WalkError};
 use crate::msgpack::Writer;
+pub use crate::msgpack::MAX_DEPTH;
 use crate::records::{decode_msgpack, Record};
 
-/// Deepest nesting of objects and arrays accepted in a line, the record
-/// object included (msgspec, called from a shallow Python stack, accepts 999).
-pub const MAX_DEPTH: usize = 999;
+/// Default limit on the length of a line (64 MiB), its newline excluded.
+pub const DEFAULT_MAX_LINE: u64 = 64 * 1024 * 1024;
+
+/// Reason: line `number` (1-based) does not decode to a record.
+pub fn line_does_not_decode(number: u64) -> String {
+    format!("line {number} does not decode to a record")
+}
+
+/// Reason: line `number` is longer than `limit` bytes.
+pub fn line_too_long(number: u64, limit: u64) -> String {
+    format!("line {number} is longer than the limit of {limit} bytes")
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Ty {
@@ -884,25 +902,82 @@ pub enum LineEvent<'a> {
         record: Record<'a>,
         canonical: &'a [u8],
     },
-    /// A blank line or one that does not decode to a record.
-    Skipped,
+    /// A blank line (empty or whitespace only).
+    Blank,
+    /// A complete line that is not a record: bytes `start..end` of the file
+    /// (its newline excluded), `reason` naming its line number.
+    Corrupt {
+        start: u64,
+        end: u64,
+        reason: String,
+    },
+    /// The unterminated last line, which does not decode: its `bytes`.
+    Torn { bytes: u64 },
     /// A line msgspec decodes to a record that has no canonical encoding (an
     /// int in `Custom.data` outside `-2**63..2**64`); the reference's
     /// `encode_canonical` raises `InvalidArgument` for it.
     Unencodable { line: &'a [u8] },
 }
 
-/// Classify one line (without its newline), reusing `scratch`.
+/// One line as [`LineReader`] hands it out.
+#[derive(Debug, Clone, Copy)]
+pub struct RawLine<'a> {
+    /// Offset of its first byte in the stream.
+    pub offset: u64,
+    /// Its 1-based line number.
+    pub number: u64,
+    /// Its length, newline excluded.
+    pub len: u64,
+    /// Whether a newline ends it (only the last line may lack one).
+    pub terminated: bool,
+    /// Its bytes, None when it is longer than the reader's limit.
+    pub bytes: Option<&'a [u8]>,
+}
+
+impl RawLine<'_> {
+    /// The bytes `offset..offset + len` of the line.
+    pub fn end(&self) -> u64 {
+        self.offset + self.len
+    }
+
+    /// The event of a line that is not a record: a torn tail when it is
+    /// the unterminated last line, else corruption for `reason`.
+    fn damaged<'e>(&self, reason: impl FnOnce() -> String) -> LineEvent<'e> {
+        if self.terminated {
+            LineEvent::Corrupt {
+                start: self.offset,
+                end: self.end(),
+                reason: reason(),
+            }
+        } else {
+            LineEvent::Torn { bytes: self.len }
+        }
+    }
+}
+
+/// What kind of line `raw` is, before decoding it: None when it has to be
+/// decoded (its bytes are there and not blank), else its event.
+pub fn classify<'e>(raw: &RawLine<'_>, limit: u64) -> Option<LineEvent<'e>> {
+    match raw.bytes {
+        None => Some(raw.damaged(|| line_too_long(raw.number, limit))),
+        Some(line) if is_blank(line) => Some(LineEvent::Blank),
+        Some(_) => None,
+    }
+}
+
+/// Classify one line, reusing `scratch`.
 fn visit_line<E>(
-    line: &[u8],
+    raw: RawLine<'_>,
+    limit: u64,
     scratch: &mut Vec<u8>,
     visit: &mut impl FnMut(LineEvent<'_>) -> Result<(), E>,
 ) -> Result<(), E> {
-    if is_blank(line) {
-        return visit(LineEvent::Skipped);
+    if let Some(event) = classify(&raw, limit) {
+        return visit(event);
     }
+    let line = raw.bytes.unwrap_or(&[]);
     let Some(parsed) = parse_line(line) else {
-        return visit(LineEvent::Skipped);
+        return visit(raw.damaged(|| line_does_not_decode(raw.number)));
     };
     scratch.clear();
     if !parsed.encode_canonical(scratch) {
@@ -912,123 +987,139 @@ fn visit_line<E>(
     let canonical: &[u8] = scratch;
     match decode_msgpack(canonical) {
         Ok(record) => visit(LineEvent::Record { record, canonical }),
-        Err(_) => visit(LineEvent::Skipped),
+        Err(_) => visit(raw.damaged(|| line_does_not_decode(raw.number))),
     }
 }
 
-/// Walk the lines of a JSON-lines journal held in memory.
-///
-/// Lines are split on `\n`; a final newline does not make an extra line.
-/// `visit` gets one [`LineEvent`] per line, in order.
-pub fn walk_json_lines<E>(
-    data: &[u8],
-    mut visit: impl FnMut(LineEvent<'_>) -> Result<(), E>,
-) -> Result<(), E> {
-    let mut scratch = Vec::new();
-    let mut rest = data;
-    while !rest.is_empty() {
-        let (line, next) = match rest.iter().position(|&b| b == b'\n') {
-            Some(at) => (&rest[..at], &rest[at + 1..]),
-            None => (rest, &rest[rest.len()..]),
-        };
-        visit_line(line, &mut scratch, &mut visit)?;
-        rest = next;
-    }
-    Ok(())
-}
-
-/// [`walk_json_lines`] over a stream, read once in chunks; memory stays about
-/// one chunk plus the longest line.
+/// Walk the lines of a JSON-lines journal read from a stream, once, in
+/// chunks: one [`LineEvent`] per line, in order, lines longer than `limit`
+/// bytes never held. Memory stays about one chunk plus the longest line
+/// within the limit.
 pub fn walk_json_lines_reader<R: Read, E>(
     reader: R,
+    limit: u64,
     mut visit: impl FnMut(LineEvent<'_>) -> Result<(), E>,
 ) -> Result<(), WalkError<E>> {
     let mut scratch = Vec::new();
-    for_each_line(reader, |line| visit_line(line, &mut scratch, &mut visit))
-}
-
-/// Call `f` with each line of a stream (without its newline), split as
-/// [`walk_json_lines`] splits them; memory stays about one read chunk plus
-/// the longest line.
-pub fn for_each_line<R: Read, E>(
-    reader: R,
-    mut f: impl FnMut(&[u8]) -> Result<(), E>,
-) -> Result<(), WalkError<E>> {
-    let mut lines = LineReader::new(reader);
-    while let Some(line) = lines.next_line()? {
-        f(line).map_err(WalkError::Stop)?;
+    let mut lines = LineReader::new(reader, limit);
+    while let Some(raw) = lines.next_line()? {
+        visit_line(raw, limit, &mut scratch, &mut visit).map_err(WalkError::Stop)?;
     }
     Ok(())
+}
+
+/// [`walk_json_lines_reader`] over a journal held in memory.
+pub fn walk_json_lines<E>(
+    data: &[u8],
+    limit: u64,
+    visit: impl FnMut(LineEvent<'_>) -> Result<(), E>,
+) -> Result<(), WalkError<E>> {
+    walk_json_lines_reader(data, limit, visit)
 }
 
 /// The lines of a stream, one at a time (without their newline); a final
-/// newline does not make an extra line.
+/// newline does not make an extra line. A line longer than the limit is
+/// counted and dropped as it is read (its [`RawLine::bytes`] is None).
 pub struct LineReader<R> {
     reader: R,
     buf: Vec<u8>,
+    /// Stream offset of `buf[0]`.
+    base: u64,
     /// Start of the next line in `buf`.
     start: usize,
     /// `buf[start..searched]` holds no newline.
     searched: usize,
     eof: bool,
+    limit: u64,
+    /// Lines handed out so far.
+    number: u64,
 }
 
 impl<R: Read> LineReader<R> {
     const CHUNK: usize = 256 * 1024;
 
-    /// Lines of `reader`.
-    pub fn new(reader: R) -> Self {
+    /// Lines of `reader`, those over `limit` bytes not held.
+    pub fn new(reader: R, limit: u64) -> Self {
         LineReader {
             reader,
             buf: Vec::new(),
+            base: 0,
             start: 0,
             searched: 0,
             eof: false,
+            limit,
+            number: 0,
         }
     }
 
     /// The next line, or None at the end.
-    pub fn next_line(&mut self) -> io::Result<Option<&[u8]>> {
-        let (start, end) = loop {
+    pub fn next_line(&mut self) -> io::Result<Option<RawLine<'_>>> {
+        let offset = self.base + self.start as u64;
+        // Bytes of an over-long line already dropped.
+        let mut dropped: u64 = 0;
+        let (end, terminated) = loop {
             let unsearched = self.buf.get(self.searched..).unwrap_or(&[]);
             if let Some(at) = unsearched.iter().position(|&b| b == b'\n') {
-                let end = self.searched + at;
-                let start = self.start;
-                self.start = end + 1;
-                self.searched = end + 1;
-                break (start, end);
+                break (self.searched + at, true);
             }
             self.searched = self.buf.len();
+            let held = (self.buf.len() - self.start) as u64;
+            if dropped + held > self.limit {
+                // Too long: count what is held and let it go.
+                dropped += held;
+                self.base += self.buf.len() as u64;
+                self.buf.clear();
+                self.start = 0;
+                self.searched = 0;
+            }
             if self.eof {
-                if self.start < self.buf.len() {
-                    let start = self.start;
-                    self.start = self.buf.len();
-                    break (start, self.buf.len());
+                if dropped == 0 && self.start >= self.buf.len() {
+                    return Ok(None);
                 }
-                return Ok(None);
+                break (self.buf.len(), false);
             }
             if self.start > 0 {
                 // Keep only the partial line (once per read).
                 self.buf.drain(..self.start);
+                self.base += self.start as u64;
                 self.searched -= self.start;
                 self.start = 0;
             }
+            // Up to a chunk appended to what is held, without zeroing the
+            // buffer first (a reader handing out a few bytes at a time, such
+            // as a pipe, would otherwise cost a chunk-sized memset per read);
+            // read_to_end retries interrupted reads and stops at the chunk or
+            // at the end of the input.
             let filled = self.buf.len();
-            self.buf.resize(filled + Self::CHUNK, 0);
-            let got = loop {
-                match self.reader.read(&mut self.buf[filled..]) {
-                    Ok(n) => break n,
-                    Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                    Err(err) => {
-                        self.buf.truncate(filled);
-                        return Err(err);
-                    }
+            let got = match (&mut self.reader)
+                .take(Self::CHUNK as u64)
+                .read_to_end(&mut self.buf)
+            {
+                Ok(n) => n,
+                Err(err) => {
+                    self.buf.truncate(filled);
+                    return Err(err);
                 }
             };
-            self.buf.truncate(filled + got);
-            self.eof = got == 0;
+            self.eof = got < Self::CHUNK;
         };
-        Ok(self.buf.get(start..end))
+        let start = self.start;
+        let len = dropped + (end - start) as u64;
+        self.start = if terminated { end + 1 } else { end };
+        self.searched = self.start;
+        self.number += 1;
+        let bytes = if len > self.limit {
+            None
+        } else {
+            self.buf.get(start..end)
+        };
+        Ok(Some(RawLine {
+            offset,
+            number: self.number,
+            len,
+            terminated,
+            bytes,
+        }))
     }
 }
 
@@ -1164,11 +1255,11 @@ mod tests {
     /// The canonical bytes of a line, or "SKIP" / "UNENC".
     fn transcode(line: &[u8]) -> String {
         let mut got = Vec::new();
-        walk_json_lines(line, |event| {
+        walk_json_lines(line, DEFAULT_MAX_LINE, |event| {
             got.push(match event {
                 LineEvent::Record { canonical, .. } => hex(canonical),
-                LineEvent::Skipped => "SKIP".to_owned(),
                 LineEvent::Unencodable { .. } => "UNENC".to_owned(),
+                _ => "SKIP".to_owned(),
             });
             Ok::<(), ()>(())
         })
@@ -1365,24 +1456,38 @@ mod tests {
         assert!(!decodes(&skip(100_000)));
     }
 
-    fn events(data: &[u8]) -> Vec<String> {
+    fn event_name(e: LineEvent<'_>) -> String {
+        match e {
+            LineEvent::Record { record, .. } => format!("rec {}", record.journal_seq),
+            LineEvent::Blank => "blank".to_owned(),
+            LineEvent::Corrupt { start, end, reason } => format!("corrupt {start}..{end} {reason}"),
+            LineEvent::Torn { bytes } => format!("torn {bytes}"),
+            LineEvent::Unencodable { line } => format!("unenc {}", line.len()),
+        }
+    }
+
+    /// A reader handing out a few bytes at a time.
+    struct Trickle<'a>(&'a [u8]);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = buf.len().min(self.0.len()).min(3);
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    fn events_limited(data: &[u8], limit: u64) -> Vec<String> {
         let mut a = Vec::new();
-        walk_json_lines(data, |e| {
-            a.push(match e {
-                LineEvent::Record { record, .. } => format!("rec {}", record.journal_seq),
-                LineEvent::Skipped => "skip".to_owned(),
-                LineEvent::Unencodable { line } => format!("unenc {}", line.len()),
-            });
+        walk_json_lines(data, limit, |e| {
+            a.push(event_name(e));
             Ok::<(), ()>(())
         })
         .unwrap();
         let mut b = Vec::new();
-        walk_json_lines_reader(data, |e| {
-            b.push(match e {
-                LineEvent::Record { record, .. } => format!("rec {}", record.journal_seq),
-                LineEvent::Skipped => "skip".to_owned(),
-                LineEvent::Unencodable { line } => format!("unenc {}", line.len()),
-            });
+        walk_json_lines_reader(Trickle(data), limit, |e| {
+            b.push(event_name(e));
             Ok::<(), ()>(())
         })
         .unwrap();
@@ -1390,23 +1495,77 @@ mod tests {
         a
     }
 
+    fn events(data: &[u8]) -> Vec<String> {
+        events_limited(data, DEFAULT_MAX_LINE)
+    }
+
     #[test]
     fn lines_and_final_newline() {
         let r1 = with_seq("1");
         let r2 = with_seq("2");
         let body = format!("\n{r1}\n   \t\n{{not json\n[1, 2]\n{r2}\n");
-        let expected = ["skip", "rec 1", "skip", "skip", "skip", "rec 2"];
+        let at = |n: usize| body.match_indices('\n').nth(n).map(|(i, _)| i).unwrap();
+        let expected = [
+            "blank".to_owned(),
+            "rec 1".to_owned(),
+            "blank".to_owned(),
+            format!(
+                "corrupt {}..{} line 4 does not decode to a record",
+                at(2) + 1,
+                at(3)
+            ),
+            format!(
+                "corrupt {}..{} line 5 does not decode to a record",
+                at(3) + 1,
+                at(4)
+            ),
+            "rec 2".to_owned(),
+        ];
         assert_eq!(events(body.as_bytes()), expected);
         assert_eq!(events(body.trim_end_matches('\n').as_bytes()), expected);
         assert_eq!(events(format!("{body}\n").as_bytes()).len(), 7);
         assert!(events(b"").is_empty());
-        assert_eq!(events(b"\n"), ["skip"]);
+        assert_eq!(events(b"\n"), ["blank"]);
+        // an unterminated last line that does not decode is a torn tail
+        assert_eq!(
+            events(format!("{r1}\n{}", &r2[..10]).as_bytes()),
+            ["rec 1", "torn 10"]
+        );
         // long lines across read chunks
         let long = with_data(&format!("\"{}\"", "x".repeat(600_000)));
         assert_eq!(
             events(format!("{long}\n{r1}\n{long}").as_bytes()),
             ["rec 1", "rec 1", "rec 1"]
         );
+    }
+
+    #[test]
+    fn lines_over_the_limit_are_corrupt_or_torn() {
+        let r1 = with_seq("1");
+        let limit = r1.len() as u64;
+        let long = with_data(&format!("\"{}\"", "x".repeat(70)));
+        let blank = " ".repeat(r1.len() + 1);
+        let data = format!("{r1}\n{long}\n{r1}\n{blank}\n{long}");
+        let start = r1.len() as u64 + 1;
+        let blank_start = 2 * start + long.len() as u64 + 1;
+        assert_eq!(
+            events_limited(data.as_bytes(), limit),
+            [
+                "rec 1".to_owned(),
+                format!(
+                    "corrupt {start}..{} line 2 is longer than the limit of {limit} bytes",
+                    start + long.len() as u64
+                ),
+                "rec 1".to_owned(),
+                format!(
+                    "corrupt {blank_start}..{} line 4 is longer than the limit of {limit} bytes",
+                    blank_start + limit + 1
+                ),
+                format!("torn {}", long.len()),
+            ]
+        );
+        // a line of exactly the limit is read
+        assert_eq!(events_limited(r1.as_bytes(), limit), ["rec 1"]);
     }
 
     fn scan(data: &[u8]) -> JsonlEnd {

@@ -3,7 +3,8 @@
 //! Journal bodies are decoded straight from the bytes read from disk: strings
 //! borrow from the buffer, nothing is allocated per field, and every failure is
 //! a [`Malformed`] error carrying the byte offset (relative to the slice). No
-//! input can make it panic or recurse: nested values are skipped iteratively.
+//! input can make it panic; values are skipped by a recursion bounded by
+//! [`MAX_DEPTH`] (a deeper value is an error, as SPEC 6.1 requires).
 
 use std::fmt;
 
@@ -312,47 +313,176 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// Skip one value of any type, however deeply nested, without recursion.
-    pub fn skip(&mut self) -> Result<()> {
-        let mut pending: u64 = 1;
-        while pending > 0 {
-            pending -= 1;
-            let marker = self.peek()?;
-            self.pos += 1;
-            let (skip_bytes, children): (u64, u64) = match marker {
-                0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3 => (0, 0),
-                0x80..=0x8f => (0, 2 * u64::from(marker & 0x0f)),
-                0x90..=0x9f => (0, u64::from(marker & 0x0f)),
-                0xa0..=0xbf => (u64::from(marker & 0x1f), 0),
-                0xcc | 0xd0 => (1, 0),
-                0xcd | 0xd1 => (2, 0),
-                0xce | 0xd2 | 0xca => (4, 0),
-                0xcf | 0xd3 | 0xcb => (8, 0),
-                0xd9 | 0xc4 => (self.be(1)?, 0),
-                0xda | 0xc5 => (self.be(2)?, 0),
-                0xdb | 0xc6 => (self.be(4)?, 0),
-                0xdc => (0, self.be(2)?),
-                0xdd => (0, self.be(4)?),
-                0xde => (0, 2 * self.be(2)?),
-                0xdf => (0, 2 * self.be(4)?),
-                0xd4 => (2, 0),
-                0xd5 => (3, 0),
-                0xd6 => (5, 0),
-                0xd7 => (9, 0),
-                0xd8 => (17, 0),
-                0xc7 => (self.be(1)? + 1, 0),
-                0xc8 => (self.be(2)? + 1, 0),
-                0xc9 => (self.be(4)? + 1, 0),
-                _ => {
-                    self.pos -= 1;
-                    return Err(self.error(format!("reserved marker 0x{marker:02x}")));
-                }
-            };
-            self.take(usize::try_from(skip_bytes).unwrap_or(usize::MAX))?;
-            pending += children;
+    /// Skip one value of a field msgspec does not decode (an unknown field):
+    /// only its syntax and its nesting are checked, as msgspec checks them.
+    /// `depth` is the depth the value has when it is a container (the
+    /// record's own map is depth 1); deeper than [`MAX_DEPTH`] is an error.
+    #[inline]
+    pub fn skip(&mut self, depth: usize) -> Result<()> {
+        self.walk(depth, Walk::Unknown)
+    }
+
+    /// Check and skip one value of type `Any` (`Custom.data`), validating
+    /// what msgspec validates when it decodes it: UTF-8 of every string (map
+    /// keys included), keys it can hash (no map, no extension other than a
+    /// timestamp, arrays only of such keys), timestamp extensions, nesting.
+    #[inline]
+    pub fn skip_any(&mut self, depth: usize) -> Result<()> {
+        self.walk(depth, Walk::Any)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn error_at(&self, offset: usize, message: &str) -> Malformed {
+        Malformed {
+            offset,
+            message: message.to_owned(),
+        }
+    }
+
+    /// The length of a str, bin or ext body after its marker, read from
+    /// `n` big-endian bytes.
+    #[inline]
+    fn len_be(&mut self, n: usize) -> Result<usize> {
+        Ok(usize::try_from(self.be(n)?).unwrap_or(usize::MAX))
+    }
+
+    /// One value of any type; recursion is bounded by [`MAX_DEPTH`].
+    fn walk(&mut self, depth: usize, walk: Walk) -> Result<()> {
+        let at = self.pos;
+        let marker = self.peek()?;
+        self.pos += 1;
+        let (items, map) = match marker {
+            0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3 => return Ok(()),
+            0xcc | 0xd0 => return self.take(1).map(drop),
+            0xcd | 0xd1 => return self.take(2).map(drop),
+            0xce | 0xd2 | 0xca => return self.take(4).map(drop),
+            0xcf | 0xd3 | 0xcb => return self.take(8).map(drop),
+            0xc4..=0xc6 => {
+                let n = self.len_be(1 << (marker - 0xc4))?;
+                return self.take(n).map(drop);
+            }
+            0xa0..=0xbf => return self.walk_str(usize::from(marker & 0x1f), walk),
+            0xd9..=0xdb => {
+                let n = self.len_be(1 << (marker - 0xd9))?;
+                return self.walk_str(n, walk);
+            }
+            0xd4..=0xd8 => return self.walk_ext(at, 1 << (marker - 0xd4), walk),
+            0xc7..=0xc9 => {
+                let n = self.len_be(1 << (marker - 0xc7))?;
+                return self.walk_ext(at, n, walk);
+            }
+            0x90..=0x9f => (u64::from(marker & 0x0f), false),
+            0xdc => (self.be(2)?, false),
+            0xdd => (self.be(4)?, false),
+            0x80..=0x8f => (u64::from(marker & 0x0f), true),
+            0xde => (self.be(2)?, true),
+            0xdf => (self.be(4)?, true),
+            _ => {
+                self.pos = at;
+                return Err(self.error(format!("reserved marker 0x{marker:02x}")));
+            }
+        };
+        if depth > MAX_DEPTH {
+            return Err(self.error_at(at, TOO_DEEP));
+        }
+        if map && walk == Walk::Key {
+            return Err(self.error_at(at, UNHASHABLE_KEY));
+        }
+        let key = if walk == Walk::Unknown {
+            Walk::Unknown
+        } else {
+            Walk::Key
+        };
+        for _ in 0..items {
+            if map {
+                self.walk(depth + 1, key)?;
+            }
+            self.walk(depth + 1, walk)?;
         }
         Ok(())
     }
+
+    #[inline]
+    fn walk_str(&mut self, len: usize, walk: Walk) -> Result<()> {
+        let start = self.pos;
+        let bytes = self.take(len)?;
+        if walk != Walk::Unknown && std::str::from_utf8(bytes).is_err() {
+            return Err(self.error_at(start, "invalid UTF-8 in str"));
+        }
+        Ok(())
+    }
+
+    /// An extension of `len` data bytes (after its type byte): a timestamp
+    /// (type -1) must be one msgspec decodes; any other type cannot be a key.
+    fn walk_ext(&mut self, at: usize, len: usize, walk: Walk) -> Result<()> {
+        let ty = self.take(1)?.first().copied();
+        let data = self.take(len)?;
+        if walk == Walk::Unknown {
+            return Ok(());
+        }
+        if ty == Some(0xff) {
+            return if valid_timestamp(data) {
+                Ok(())
+            } else {
+                Err(self.error_at(at, "invalid timestamp extension"))
+            };
+        }
+        if walk == Walk::Key {
+            return Err(self.error_at(at, UNHASHABLE_KEY));
+        }
+        Ok(())
+    }
+}
+
+/// Deepest nesting of containers a record may hold, its own map counting as
+/// depth 1 (SPEC 6.1), in both backends and on every path.
+pub const MAX_DEPTH: usize = 256;
+
+/// Message of a value nested deeper than [`MAX_DEPTH`].
+pub const TOO_DEEP: &str = "nested more than 256 containers deep";
+/// Message of a map key msgspec cannot hash.
+pub const UNHASHABLE_KEY: &str = "map keys must be hashable";
+
+/// How [`Reader::walk`] checks a value.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Walk {
+    /// A field msgspec skips: syntax and nesting only.
+    Unknown,
+    /// A value msgspec decodes as `Any`.
+    Any,
+    /// A map key msgspec decodes as `Any` and must hash.
+    Key,
+}
+
+/// Seconds of `0001-01-01T00:00:00Z` and `9999-12-31T23:59:59Z`, the range
+/// of a Python `datetime`.
+const TIMESTAMP_MIN: i64 = -62_135_596_800;
+const TIMESTAMP_MAX: i64 = 253_402_300_799;
+
+/// Whether msgspec decodes the data of a timestamp extension: 4, 8 or 12
+/// bytes, nanoseconds below one second, and a time that rounded to
+/// microseconds (half up, as msgspec rounds) fits a `datetime`.
+fn valid_timestamp(data: &[u8]) -> bool {
+    let be = |bytes: &[u8]| bytes.iter().fold(0u64, |acc, &b| (acc << 8) | u64::from(b));
+    let (nanos, seconds) = match data.len() {
+        4 => return true,
+        8 => {
+            let v = be(data);
+            // At most 2**34 - 1 seconds: always inside the range.
+            return (v >> 34) < 1_000_000_000;
+        }
+        12 => {
+            let (nanos, seconds) = data.split_at(4);
+            (be(nanos), be(seconds) as i64)
+        }
+        _ => return false,
+    };
+    if nanos >= 1_000_000_000 || !(TIMESTAMP_MIN..=TIMESTAMP_MAX).contains(&seconds) {
+        return false;
+    }
+    // Nanoseconds that round up to a whole second carry into the seconds.
+    !(nanos >= 999_999_500 && seconds == TIMESTAMP_MAX)
 }
 
 /// Appends canonical MessagePack to a buffer, as msgspec encodes it: the
@@ -528,17 +658,89 @@ mod tests {
         assert!(Reader::new(&[0xdb, 0xff, 0xff, 0xff, 0xff])
             .read_str()
             .is_err());
-        assert!(Reader::new(&[0xdd, 0xff, 0xff, 0xff, 0xff]).skip().is_err());
+        assert!(Reader::new(&[0xdd, 0xff, 0xff, 0xff, 0xff])
+            .skip(1)
+            .is_err());
         assert!(Reader::new(&[]).read_map_len().is_err());
-        assert!(Reader::new(&[0xc1]).skip().is_err());
+        assert!(Reader::new(&[0xc1]).skip(1).is_err());
+    }
+
+    fn nested(levels: usize) -> Vec<u8> {
+        let mut bytes = vec![0x91; levels];
+        bytes.push(0xc0);
+        bytes
     }
 
     #[test]
-    fn skip_handles_deep_nesting_iteratively() {
-        let mut bytes = vec![0x91; 100_000];
-        bytes.push(0xc0);
-        let mut r = Reader::new(&bytes);
-        r.skip().unwrap();
-        assert!(r.at_end());
+    fn nesting_is_limited_on_both_walks() {
+        for any in [false, true] {
+            let skip = |r: &mut Reader<'_>, depth| {
+                if any {
+                    r.skip_any(depth)
+                } else {
+                    r.skip(depth)
+                }
+            };
+            let deepest = nested(MAX_DEPTH);
+            let mut r = Reader::new(&deepest);
+            skip(&mut r, 1).unwrap();
+            assert!(r.at_end());
+            let err = skip(&mut Reader::new(&nested(MAX_DEPTH + 1)), 1).unwrap_err();
+            assert_eq!((err.offset, err.message.as_str()), (MAX_DEPTH, TOO_DEEP));
+            assert!(skip(&mut Reader::new(&nested(MAX_DEPTH)), 2).is_err());
+            assert!(skip(&mut Reader::new(&nested(1_000_000)), 1).is_err());
+            // an empty container counts too
+            let mut empty = vec![0x91; MAX_DEPTH];
+            empty.push(0x90);
+            assert!(skip(&mut Reader::new(&empty), 1).is_err());
+        }
+    }
+
+    #[test]
+    fn any_values_are_validated_unknown_ones_only_parsed() {
+        let ts12 = |nanos: u32, secs: i64| {
+            let mut v = vec![0xc7, 12, 0xff];
+            v.extend_from_slice(&nanos.to_be_bytes());
+            v.extend_from_slice(&secs.to_be_bytes());
+            v
+        };
+        let bad: Vec<Vec<u8>> = vec![
+            vec![0xa1, 0xff],                   // invalid UTF-8
+            vec![0x81, 0xa1, 0xff, 0x01],       // ... in a key
+            vec![0x81, 0x80, 0x01],             // a map as a key
+            vec![0x81, 0x91, 0x80, 0x01],       // a map inside an array key
+            vec![0x81, 0xd4, 0x05, 0x61, 0x01], // an extension as a key
+            vec![0xc7, 5, 0xff, 0, 0, 0, 0, 0], // a timestamp of 5 bytes
+            vec![0xd4, 0xff, 0x00],             // ... of 1 byte
+            {
+                let mut v = vec![0xd7, 0xff];
+                v.extend_from_slice(&(1_000_000_000u64 << 34).to_be_bytes());
+                v
+            },
+            ts12(1_000_000_000, 0),
+            ts12(0, TIMESTAMP_MAX + 1),
+            ts12(0, TIMESTAMP_MIN - 1),
+            ts12(999_999_500, TIMESTAMP_MAX),
+        ];
+        for value in &bad {
+            assert!(Reader::new(value).skip_any(3).is_err(), "{value:02x?}");
+            let mut r = Reader::new(value);
+            r.skip(3).unwrap();
+            assert!(r.at_end());
+        }
+        let good: Vec<Vec<u8>> = vec![
+            vec![0x81, 0x91, 0x91, 0x01, 0x01],       // nested array keys
+            vec![0x81, 0xc4, 0x01, 0x61, 0x01],       // bytes as a key
+            vec![0x81, 0xd6, 0xff, 0, 0, 0, 1, 0x01], // a timestamp as a key
+            vec![0xd5, 0x07, 0x61, 0x62],             // another extension
+            vec![0xd9, 0x01, 0x61],                   // str8 for a short str
+            ts12(999_999_499, TIMESTAMP_MAX),
+            ts12(0, TIMESTAMP_MIN),
+        ];
+        for value in &good {
+            let mut r = Reader::new(value);
+            r.skip_any(3).unwrap();
+            assert!(r.at_end(), "{value:02x?}");
+        }
     }
 }

@@ -5,7 +5,11 @@
 //! follows msgspec's rules for the Python Structs: unknown fields are ignored,
 //! a missing required field, a value of the wrong type or an unknown payload
 //! kind is an error, and integers must fit in an `i64` (the Structs say so
-//! too). A test in `tests/` round-trips every kind through both sides.
+//! too). What msgspec validates without the reducer reading it is validated
+//! here too (SPEC 6.1): `Custom.data` as msgspec decodes `Any` (UTF-8 of
+//! every string, hashable keys, timestamp extensions), unknown fields for
+//! their syntax, and every value for nesting deeper than
+//! [`MAX_DEPTH`](crate::msgpack::MAX_DEPTH). A test in `tests/` round-trips every kind through both sides.
 
 use crate::msgpack::{Malformed, Reader, Writer};
 
@@ -463,7 +467,7 @@ fn read_pending<'a>(r: &mut Reader<'a>) -> Result<Vec<PendingSideEffect<'a>>, De
                 b"reason" => reason = Some(r.read_str()?),
                 b"idempotency_key" => idempotency_key = r.read_opt_str()?,
                 b"dedupe_key" => dedupe_key = r.read_opt_str()?,
-                _ => r.skip()?,
+                _ => r.skip(5)?,
             }
         }
         out.push(PendingSideEffect {
@@ -497,7 +501,7 @@ fn find_kind(r: &mut Reader<'_>) -> Result<usize, DecodeError> {
         if r.read_key()? == b"kind" {
             kind = Some(r.read_str()?);
         } else {
-            r.skip()?;
+            r.skip(3)?;
         }
     }
     let kind = kind.ok_or_else(|| missing(r, "kind"))?;
@@ -553,10 +557,10 @@ fn decode_payload<'a>(r: &mut Reader<'a>) -> Result<Payload<'a>, DecodeError> {
             Slot::Pending => f.pending = Some(read_pending(r)?),
             Slot::Data => {
                 let from = r.pos();
-                r.skip()?;
+                r.skip_any(3)?;
                 f.data = Some(r.slice(from, r.pos()));
             }
-            Slot::Ignore => r.skip()?,
+            Slot::Ignore => r.skip(3)?,
         }
     }
     let manifest = f.manifest.take().unwrap_or_default();
@@ -634,6 +638,8 @@ fn decode_payload<'a>(r: &mut Reader<'a>) -> Result<Payload<'a>, DecodeError> {
 /// schema does not know, whatever else is wrong with the record (the
 /// reference reads it from a schema-less decode of the same bytes).
 fn sniff_unknown_kind(buf: &[u8]) -> Option<String> {
+    // The reference decodes the bytes as `Any`: every key and value is
+    // validated as such, and the last of repeated keys wins.
     let mut r = Reader::new(buf);
     let mut payload_at = None;
     for _ in 0..r.read_map_len().ok()? {
@@ -643,14 +649,15 @@ fn sniff_unknown_kind(buf: &[u8]) -> Option<String> {
                 key == "payload"
             }
             Err(_) => {
-                r.skip().ok()?;
+                r.skip_any(2).ok()?;
                 false
             }
         };
+        let at = r.pos();
+        r.skip_any(2).ok()?;
         if is_payload {
-            payload_at = Some(r.pos());
+            payload_at = Some(at);
         }
-        r.skip().ok()?;
     }
     if !r.at_end() {
         return None;
@@ -658,14 +665,24 @@ fn sniff_unknown_kind(buf: &[u8]) -> Option<String> {
     let mut p = Reader::at(buf, payload_at?);
     let mut kind = None;
     for _ in 0..p.read_map_len().ok()? {
-        let key = p.read_str().ok()?;
-        if key == "kind" {
-            kind = Some(p.read_str().ok()?);
-        } else {
-            p.skip().ok()?;
+        let is_kind = match p.clone().read_str() {
+            Ok(key) => {
+                p.read_str().ok()?;
+                key == "kind"
+            }
+            Err(_) => {
+                p.skip_any(3).ok()?;
+                false
+            }
+        };
+        if is_kind {
+            kind = Some(p.clone().read_str().ok());
         }
+        p.skip_any(3).ok()?;
     }
-    kind.filter(|k| !KINDS.contains(k)).map(str::to_owned)
+    kind.flatten()
+        .filter(|k| !KINDS.contains(k))
+        .map(str::to_owned)
 }
 
 /// Decode one msgpack-encoded record, borrowing its strings from `buf`.
@@ -721,7 +738,7 @@ fn decode_record_fields(buf: &[u8]) -> Result<Record<'_>, DecodeError> {
             6 => dedupe_key = r.read_opt_str()?,
             7 => content_refs = StrList::read(&mut r)?,
             8 => payload = Some(decode_payload(&mut r)?),
-            _ => r.skip()?,
+            _ => r.skip(2)?,
         }
     }
     if !r.at_end() {

@@ -706,19 +706,38 @@ class ModelReducer:
         return "ok", end
 
     def apply_json_lines(self, data: bytes) -> None:
-        # the newline ending the last line starts no line; an empty file has none
+        # SPEC 6.2: blank lines are counted; an unterminated last line that
+        # does not decode is a torn tail; any other bad line is corruption
         lines = data.split(b"\n") if data else []
         if data.endswith(b"\n"):
             lines.pop()
-        for line in lines:
+        pos = 0
+        for number, line in enumerate(lines, 1):
+            start, pos = pos, pos + len(line) + 1
+            if not line.strip():
+                self.skipped += 1
+                continue
             try:
-                record = _JSON_DECODER.decode(line) if line.strip() else None
+                record = _JSON_DECODER.decode(line)
             except msgspec.DecodeError:
                 record = None
-            if record is None:
-                self.skipped += 1
-            else:
+            if record is not None:
                 self._apply(record, canonical(record))
+            elif pos > len(data):  # the last line, without its newline
+                self.torn += len(line)
+            elif self.strict:
+                raise JournalCorruption(start, f"line {number} does not decode to a record")
+            else:
+                self.skipped += 1
+                reason = f"line {number} does not decode to a record"
+                self.repairs.append(
+                    repair(
+                        "journal_corruption",
+                        "",
+                        self.last,
+                        f"{reason}; skipped bytes {start}..{start + len(line)}",
+                    )
+                )
 
     def finish(self) -> ReplayResult:
         if self.done:

@@ -221,37 +221,91 @@ def test_read_journal_returns_the_records(impl, tmp_path, fmt):
     assert list(impl.read_journal(str(path))) == records
 
 
-@pytest.mark.parametrize("mode", ["audit", "resume", "repair"])
-def test_jsonl_blank_and_undecodable_lines_are_skipped_and_counted(impl, tmp_path, mode):
+def test_jsonl_blank_lines_are_skipped_and_bad_lines_are_corruption(impl, tmp_path):
     records = [rec("r1", 1, RunLifecycle(status="running")), rec("r2", 2, Custom(name="x"))]
-    lines = json_lines(records[:1]).splitlines(keepends=True)
+    first = json_lines(records[:1])
     unknown = json_lines(records[1:]).replace(b'"custom"', b'"telemetry"')
-    body = (
-        b"\n"  # blank
-        + lines[0]
-        + b"   \t\n"  # blank (whitespace)
-        + b"{not json\n"
-        + unknown  # an unknown kind
-        + b'{"record_id": "r9"}\n'  # JSON, not a record
-        + b"[1, 2]\n"
-        + json_lines(records[1:])
-    )
+    bad = [b"{not json\n", unknown, b'{"record_id": "r9"}\n', b"[1, 2]\n"]
+    body = b"\n" + first + b"   \t\n" + b"".join(bad) + json_lines(records[1:])
     path = tmp_path / "run.jsonl"
     path.write_bytes(body)
-    expected = result(mode, "complete", latest_journal_seq=2, records_applied=2, skipped_lines=6)
-    assert impl.replay(path, mode=mode) == expected
-    assert list(impl.read_journal(path)) == records
-    # no final newline: the last line still counts; a final newline adds no blank line
-    path.write_bytes(body.rstrip(b"\n"))
-    assert impl.replay(path, mode=mode) == expected
-    path.write_bytes(body + b"\n")
-    assert impl.replay(path, mode=mode).skipped_lines == 7
+    starts, pos = [], 1 + len(first) + 5
+    for line in bad:
+        starts.append(pos)
+        pos += len(line)
+    repairs = [
+        repair(
+            "journal_corruption",
+            "",
+            1,
+            f"line {n} does not decode to a record; skipped bytes {start}..{start + len(line) - 1}",
+        )
+        for n, start, line in zip(range(4, 8), starts, bad, strict=True)
+    ]
+    expected = result(
+        "audit",
+        "repair_needed",
+        latest_journal_seq=2,
+        records_applied=2,
+        skipped_lines=6,
+        repair_needed=repairs,
+    )
+    assert impl.replay(path, mode="audit") == expected
+    for mode in ("resume", "repair"):
+        with pytest.raises(JournalCorruption) as info:
+            impl.replay(path, mode=mode)
+        assert info.value.offset == starts[0]
+        assert "line 4" in str(info.value)
+    with pytest.raises(JournalCorruption) as info:
+        list(impl.read_journal(path))
+    assert info.value.offset == starts[0]
+    assert list(impl.read_journal(path, strict=False)) == records
+    found = impl.inspect_journal(path)
+    assert (found["records"], found["skipped_lines"]) == (2, 6)
+    assert [r[:2] for r in found["corrupt_ranges"]] == [
+        (start, start + len(line) - 1) for start, line in zip(starts, bad, strict=True)
+    ]
+    # only blank lines: complete; a final newline adds no blank line
+    clean = b"\n" + first + b"  \n" + json_lines(records[1:])
+    path.write_bytes(clean)
+    complete = result(
+        "resume", "complete", latest_journal_seq=2, records_applied=2, skipped_lines=2
+    )
+    assert impl.replay(path) == complete
+    path.write_bytes(clean + b"\n")
+    assert impl.replay(path).skipped_lines == 3
 
 
-def test_jsonl_violations_and_skipped_lines_together(impl, tmp_path):
+@pytest.mark.parametrize("mode", ["audit", "resume"])
+def test_jsonl_torn_last_line_and_a_journal_of_garbage(impl, tmp_path, mode):
+    records = [rec("r1", 1, RunLifecycle(status="running")), rec("r2", 2, Custom(name="x"))]
+    data = json_lines(records)
+    path = tmp_path / "run.jsonl"
+    path.write_bytes(data[:-7])  # the last line lost its end: a torn tail
+    torn = len(json_lines(records[1:])) - 7
+    expected = result(
+        mode, "complete", latest_journal_seq=1, records_applied=1, torn_tail_bytes=torn
+    )
+    assert impl.replay(path, mode=mode) == expected
+    assert list(impl.read_journal(path)) == records[:1]
+    path.write_bytes(data[:-1])  # only the newline lost: still a record
+    assert impl.replay(path, mode=mode).records_applied == 2
+    path.write_bytes(b"garbage\n\x00\xff\xfe\nmore garbage\n")
+    if mode == "resume":
+        with pytest.raises(JournalCorruption) as info:
+            impl.replay(path, mode=mode)
+        assert info.value.offset == 0
+    else:
+        got = impl.replay(path, mode=mode)
+        assert got.status == "repair_needed"
+        assert [r.kind for r in got.repair_needed] == ["journal_corruption"] * 3
+
+
+def test_jsonl_violations_and_corrupt_lines_together(impl, tmp_path):
     path = tmp_path / "run.jsonl"
     records = [rec("r1", 2, Custom(name="x")), rec("r2", 1, Custom(name="y"))]
-    path.write_bytes(json_lines(records[:1]) + b"garbage\n" + json_lines(records[1:]))
+    head = json_lines(records[:1])
+    path.write_bytes(head + b"garbage\n" + json_lines(records[1:]))
     assert impl.replay(path, mode="audit") == result(
         "audit",
         "repair_needed",
@@ -260,11 +314,17 @@ def test_jsonl_violations_and_skipped_lines_together(impl, tmp_path):
         skipped_lines=1,
         repair_needed=[
             repair(
+                "journal_corruption",
+                "",
+                2,
+                f"line 2 does not decode to a record; skipped bytes {len(head)}..{len(head) + 7}",
+            ),
+            repair(
                 "replay_invariant_violation", "r2", 1, "journal records must be strictly increasing"
-            )
+            ),
         ],
     )
-    with pytest.raises(ReplayViolation):
+    with pytest.raises(JournalCorruption):
         impl.replay(path, mode="resume")
 
 

@@ -399,15 +399,29 @@ impl JournalReader {
             let format = reader.format();
             if let Some(item) = reader.pop() {
                 let item = PyBytes::new(py, item);
-                match format {
-                    Format::Rcj => return msgpack_decode(py)?.call1((item,)).map(Some),
-                    Format::Jsonl => match json_decode(py)?.call1((item,)) {
-                        Ok(record) => return Ok(Some(record)),
-                        // msgspec.DecodeError, or UnicodeDecodeError: not a record
-                        Err(err) if err.is_instance_of::<PyValueError>(py) => continue,
-                        Err(err) => return Err(err),
-                    },
-                }
+                let decode = match format {
+                    Format::Rcj => msgpack_decode(py)?,
+                    Format::Jsonl => json_decode(py)?,
+                };
+                // The core checked the item decodes (SPEC 6.1: the same bytes
+                // decode everywhere); should msgspec still refuse it, the
+                // caller gets a RecordDecodeError, never msgspec's own.
+                return match decode.call1((item,)) {
+                    Ok(record) => Ok(Some(record)),
+                    Err(err) if err.is_instance_of::<PyValueError>(py) => {
+                        *state = ReaderState::Done;
+                        Err(to_pyerr(
+                            py,
+                            crate::error::Error::Decode(crate::records::DecodeError {
+                                offset: 0,
+                                message: err.value(py).to_string(),
+                                unknown_kind: None,
+                            }),
+                            None,
+                        ))
+                    }
+                    Err(err) => Err(err),
+                };
             }
             match py.detach(|| reader.refill()) {
                 Ok(true) => {}
@@ -429,8 +443,8 @@ impl JournalReader {
 ///
 /// Nothing is read before the first `next()`, where argument and file errors
 /// are raised (as from the reference's generator). Torn tails are ignored;
-/// in `.rcj` files damage raises JournalCorruption (or is skipped when
-/// `strict` is false); undecodable `.jsonl` lines are skipped. The file is
+/// damage (a damaged frame, a corrupt JSON line: SPEC 6.2) raises
+/// JournalCorruption, or is skipped when `strict` is false. The file is
 /// streamed (GIL released while reading), never held whole.
 #[pyfunction]
 #[pyo3(
@@ -475,7 +489,7 @@ pub fn inspect_journal<'py>(
     path_type(py)?.call1((path,))?;
     let (os_path, _) = os_path(path)?;
     let found = py
-        .detach(|| journal::inspect_path(&os_path, limit))
+        .detach(|| journal::inspect_path(&os_path, limit, crate::jsonl::DEFAULT_MAX_LINE))
         .map_err(crate::error::Error::from)?;
     let kinds = PyDict::new(py);
     for (kind, count) in &found.kinds {

@@ -6,7 +6,10 @@ Two formats, chosen by the file's extension:
   header (``u32`` body length, ``u32`` CRC-32 of the body, ``u32`` CRC-32 of
   those first 8 header bytes; little-endian, zlib's CRC-32) and the body, one
   canonical msgpack record.
-* ``.jsonl`` -- one JSON record per line.
+* ``.jsonl`` -- one JSON record per line. Blank lines are skipped; an
+  unterminated last line that does not decode is a torn tail; any other
+  line that is not a record (or is longer than ``max_line_bytes``) is
+  corruption, reported with its byte offset and 1-based line number.
 
 A crash mid-write leaves a *torn tail* (fewer than 12 bytes for a header, or
 a valid header whose body runs past the end): readers ignore it and a writer
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import struct
 import threading
 import zlib
@@ -41,9 +45,12 @@ from replaycore.records import JournalRecord, _Payload, encode_canonical
 
 __all__ = [
     "DEFAULT_MAX_FRAME_BYTES",
+    "DEFAULT_MAX_LINE_BYTES",
     "MAGIC",
+    "MAX_DEPTH",
     "FrameEvent",
     "JournalWriter",
+    "LineEvent",
     "decode_record",
     "encode_frame",
     "inspect_journal",
@@ -56,7 +63,13 @@ __all__ = [
 MAGIC = b"RCJ1"
 HEADER = struct.Struct("<III")
 DEFAULT_MAX_FRAME_BYTES = 64 * 1024 * 1024
+DEFAULT_MAX_LINE_BYTES = 64 * 1024 * 1024
 BODY_DOES_NOT_DECODE = "body does not decode to a record"
+#: Deepest nesting of containers in a record, its own map or object counting
+#: as 1 (SPEC 6.1). msgspec itself would raise RecursionError somewhere
+#: around 1000 levels, depending on the Python stack.
+MAX_DEPTH = 256
+TOO_DEEP = f"nested more than {MAX_DEPTH} containers deep"
 
 FsyncMode = Literal["always", "batch", "never"]
 JournalFormat = Literal["rcj", "jsonl"]
@@ -75,6 +88,87 @@ def journal_format(path: str | os.PathLike[str]) -> JournalFormat:
 # that is not UTF-8: both mean "not a record".
 _UNDECODABLE = (msgspec.DecodeError, ValueError)
 
+# The nesting check is cheap on ordinary records: a value nested deeper than
+# MAX_DEPTH needs more than MAX_DEPTH container headers (msgpack) or opening
+# brackets (JSON), and counting those bytes is one pass in C. Only a record
+# holding that many is walked exactly, in Python.
+_CONTAINER_MARKERS = bytes([*range(0x80, 0xA0), *range(0xDC, 0xE0)])
+_NOT_CONTAINER_MARKERS = bytes(b for b in range(256) if b not in _CONTAINER_MARKERS)
+# Size of what follows a marker: fixed sizes, then (length bytes, extra bytes).
+_FIXED = {0xCA: 4, 0xCB: 8, 0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8, 0xD0: 1, 0xD1: 2, 0xD2: 4}
+_FIXED |= {0xD3: 8, 0xD4: 2, 0xD5: 3, 0xD6: 5, 0xD7: 9, 0xD8: 17}
+_SIZED = {0xC4: (1, 0), 0xC5: (2, 0), 0xC6: (4, 0), 0xD9: (1, 0), 0xDA: (2, 0), 0xDB: (4, 0)}
+_SIZED |= {0xC7: (1, 1), 0xC8: (2, 1), 0xC9: (4, 1)}
+_CONTAINERS = {0xDC: (2, 1), 0xDD: (4, 1), 0xDE: (2, 2), 0xDF: (4, 2)}
+_JSON_TOKENS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
+
+
+def _msgpack_too_deep(data: bytes | bytearray) -> bool:
+    """True when msgpack ``data`` nests more than :data:`MAX_DEPTH` containers.
+
+    Malformed data may give either answer: msgspec refuses it anyway.
+    """
+    if len(data) <= MAX_DEPTH or len(data.translate(None, _NOT_CONTAINER_MARKERS)) <= MAX_DEPTH:
+        return False
+    left = [1]  # values still to read in each open container; [0] is the top
+    pos, size = 0, len(data)
+    while left:
+        if left[-1] == 0:
+            left.pop()
+            continue
+        left[-1] -= 1
+        if pos >= size:
+            return False
+        marker = data[pos]
+        pos += 1
+        if marker <= 0x7F or marker >= 0xE0 or 0xA0 <= marker <= 0xBF:
+            pos += marker - 0xA0 if 0xA0 <= marker <= 0xBF else 0
+            continue
+        if marker <= 0x9F:
+            items = (marker & 0x0F) * (2 if marker <= 0x8F else 1)
+        elif marker in _CONTAINERS:
+            width, per = _CONTAINERS[marker]
+            items = int.from_bytes(data[pos : pos + width], "big") * per
+            pos += width
+        else:
+            if marker in _FIXED:
+                pos += _FIXED[marker]
+            elif marker in _SIZED:
+                width, extra = _SIZED[marker]
+                pos += width + extra + int.from_bytes(data[pos : pos + width], "big")
+            continue
+        left.append(items)
+        if len(left) - 1 > MAX_DEPTH:
+            return True
+    return False
+
+
+def _json_too_deep(line: bytes) -> bool:
+    """True when a JSON ``line`` nests more than :data:`MAX_DEPTH` arrays and objects."""
+    if line.count(b"[") + line.count(b"{") <= MAX_DEPTH:
+        return False
+    depth = 0
+    for token in _JSON_TOKENS.finditer(line):
+        bracket = token.group()
+        if bracket in (b"[", b"{"):
+            depth += 1
+            if depth > MAX_DEPTH:
+                return True
+        elif bracket in (b"]", b"}"):
+            depth -= 1
+    return False
+
+
+def decode_json_line(line: bytes) -> JournalRecord | None:
+    """The record a JSON line decodes to, or None when it is not one
+    (too deep included, SPEC 6.1)."""
+    if _json_too_deep(line):
+        return None
+    try:
+        return _JSON_DECODER.decode(line)
+    except _UNDECODABLE:
+        return None
+
 
 def _unknown_kind(data: bytes | bytearray | memoryview) -> str | None:
     """The payload kind of undecodable record bytes, when it is a str this
@@ -92,13 +186,18 @@ def _decode_failure(
     exc: Exception, data: bytes | bytearray | memoryview, offset: int | None
 ) -> RecordDecodeError:
     """A typed error for bytes that are not a record, naming an unknown kind."""
-    kind = _unknown_kind(data)
+    kind = None if _msgpack_too_deep(bytes(data)) else _unknown_kind(data)
     message = f"unknown record kind {kind!r}" if kind is not None else f"not a record: {exc}"
     return RecordDecodeError(message, kind, offset)
 
 
 def decode_record(data: bytes | bytearray | memoryview, offset: int | None = None) -> JournalRecord:
-    """Decode one msgpack-encoded record; raises ``RecordDecodeError``."""
+    """Decode one msgpack-encoded record; raises ``RecordDecodeError``,
+    also for a value nested more than :data:`MAX_DEPTH` containers deep."""
+    if isinstance(data, memoryview):
+        data = data.tobytes()
+    if _msgpack_too_deep(data):
+        raise RecordDecodeError(f"not a record: {TOO_DEEP}", None, offset)
     try:
         return _MSGPACK_DECODER.decode(data)
     except _UNDECODABLE as exc:
@@ -195,23 +294,57 @@ def iter_frames(
         pos = resume
 
 
-def iter_json_lines(data: bytes) -> Iterator[tuple[JournalRecord | None, bytes]]:
-    """Each line of a JSON-lines journal: ``(record, line)`` or ``(None, line)`` when skipped.
+@dataclass(frozen=True, slots=True)
+class LineEvent:
+    """One line of a JSON-lines journal (SPEC 6.2).
 
-    Blank lines and lines that do not decode to a record (an unknown kind
-    included) give ``None``. The newline ending the last line is not a line.
+    ``kind`` is ``"record"`` (``record`` set), ``"blank"``, ``"corrupt"``
+    (``reason`` names the line) or ``"torn"`` (the unterminated last line,
+    which does not decode). ``offset`` .. ``end`` are the line's bytes, its
+    newline excluded; ``number`` is 1-based.
     """
-    lines = data.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
-    for line in lines:
-        if not line.strip():
-            yield None, line
+
+    kind: Literal["record", "blank", "corrupt", "torn"]
+    offset: int
+    end: int
+    number: int
+    record: JournalRecord | None = None
+    reason: str = ""
+
+
+def iter_json_lines(
+    data: bytes, *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+) -> Iterator[LineEvent]:
+    """Each line of a JSON-lines journal, as a :class:`LineEvent`.
+
+    The newline ending the last line is not a line. A line longer than
+    ``max_line_bytes`` does not decode (corruption, or the torn tail when it
+    is the unterminated last line), even when it is whitespace only.
+    """
+    pos, size, number = 0, len(data), 0
+    while pos < size:
+        newline = data.find(b"\n", pos)
+        terminated = newline >= 0
+        end = newline if terminated else size
+        number += 1
+        line = data[pos:end]
+        record = None
+        if end - pos > max_line_bytes:
+            reason = f"line {number} is longer than the limit of {max_line_bytes} bytes"
+        elif not line.strip():
+            yield LineEvent("blank", pos, end, number)
+            pos = end + 1
             continue
-        try:
-            yield _JSON_DECODER.decode(line), line
-        except _UNDECODABLE:
-            yield None, line
+        else:
+            record = decode_json_line(line)
+            reason = f"line {number} does not decode to a record"
+        if record is not None:
+            yield LineEvent("record", pos, end, number, record)
+        elif terminated:
+            yield LineEvent("corrupt", pos, end, number, reason=reason)
+        else:
+            yield LineEvent("torn", pos, end, number)
+        pos = end + 1
 
 
 def read_journal(
@@ -222,15 +355,17 @@ def read_journal(
 ) -> Iterator[JournalRecord]:
     """Iterate the records of a journal file, in file order.
 
-    Torn tails are ignored; in ``.rcj`` files corruption raises
-    :class:`JournalCorruption` (or is skipped when ``strict=False``);
-    undecodable ``.jsonl`` lines are skipped.
+    Torn tails are ignored; corruption (a damaged frame, a corrupt JSON
+    line) raises :class:`JournalCorruption`, or is skipped when
+    ``strict=False``.
     """
     data = Path(path).read_bytes()
     if journal_format(path) == "jsonl":
-        for record, _ in iter_json_lines(data):
-            if record is not None:
-                yield record
+        for line in iter_json_lines(data):
+            if line.record is not None:
+                yield line.record
+            elif line.kind == "corrupt" and strict:
+                raise JournalCorruption(line.offset, line.reason)
         return
     for event in iter_frames(data, strict=strict, max_frame_bytes=max_frame_bytes):
         if event.record is not None:
@@ -248,7 +383,9 @@ def inspect_journal(
     listed in ``corrupt_ranges`` (``(start, end, reason)``, as a lenient
     read skips it), never raised, except a missing ``RCJ1`` magic
     (:class:`JournalCorruption`); a JSON line counts as a record when it
-    decodes to one. ``first_journal_seq`` and ``last_journal_seq`` are those
+    decodes to one, a corrupt one is listed in ``corrupt_ranges`` too and
+    counts in ``skipped_lines`` with the blank ones, a torn last line in
+    ``torn_tail_bytes``. ``first_journal_seq`` and ``last_journal_seq`` are those
     of the first and last record in file order (0 without records); ``kinds``
     counts records per kind, sorted by kind; ``bytes`` is the file's size.
 
@@ -270,11 +407,15 @@ def inspect_journal(
         kinds[record.kind] = kinds.get(record.kind, 0) + 1
 
     if fmt == "jsonl":
-        for record, _ in iter_json_lines(data):
-            if record is None:
-                counts["skipped"] += 1
+        for line in iter_json_lines(data):
+            if line.record is not None:
+                seen(line.record)
+            elif line.kind == "torn":
+                counts["torn"] += line.end - line.offset
             else:
-                seen(record)
+                counts["skipped"] += 1
+                if line.kind == "corrupt":
+                    corrupt.append((line.offset, line.end, line.reason))
     else:
         for event in iter_frames(data, strict=False, max_frame_bytes=max_frame_bytes):
             if event.record is not None:
@@ -363,16 +504,15 @@ def _scan_jsonl_end(fd: int, size: int) -> tuple[int, int, bool]:
             if index == len(lines) - 1:
                 if not line:
                     continue  # the file ends with a newline
-                try:
-                    return size, _JSON_DECODER.decode(line).journal_seq, True
-                except _UNDECODABLE:
-                    end = starts[index]  # a torn last line
-                    continue
+                record = decode_json_line(line)
+                if record is not None:
+                    return size, record.journal_seq, True
+                end = starts[index]  # a torn last line
+                continue
             if line.strip():
-                try:
-                    return end, _JSON_DECODER.decode(line).journal_seq, False
-                except _UNDECODABLE:
-                    continue
+                record = decode_json_line(line)
+                if record is not None:
+                    return end, record.journal_seq, False
     return end, 0, False
 
 

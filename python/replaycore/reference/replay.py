@@ -23,6 +23,7 @@ from typing import Any
 from replaycore._checks import in_range, type_error
 from replaycore.errors import (
     InvalidArgument,
+    JournalCorruption,
     ReducerFinished,
     ReplayViolation,
 )
@@ -457,11 +458,27 @@ class ReplayReducer:
                 )
 
     def _apply_json_lines(self, data: bytes) -> None:
-        for record, _ in iter_json_lines(data):
-            if record is None:
+        """SPEC 6.2: blank lines are counted, a torn last line is counted in
+        ``torn_tail_bytes``, a corrupt line raises ``JournalCorruption`` when
+        strict, else becomes a ``journal_corruption`` repair (and counts in
+        ``skipped_lines``)."""
+        for line in iter_json_lines(data):
+            if line.record is not None:
+                self._apply(line.record, _digest(encode_canonical(line.record)))
+            elif line.kind == "blank":
                 self._skipped_lines += 1
+            elif line.kind == "torn":
+                self._torn_tail_bytes += line.end - line.offset
+            elif self.strict:
+                raise JournalCorruption(line.offset, line.reason)
             else:
-                self._apply(record, _digest(encode_canonical(record)))
+                self._skipped_lines += 1
+                self._repair(
+                    "journal_corruption",
+                    "",
+                    self._last_seq,
+                    f"{line.reason}; skipped bytes {line.offset}..{line.end}",
+                )
 
 
 def replay(
