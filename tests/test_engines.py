@@ -7,6 +7,7 @@ of an engine's driver cannot hide behind modules an earlier test loaded.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -14,13 +15,19 @@ import textwrap
 import pytest
 
 
-def fresh(code: str) -> str:
-    """Run ``code`` in a new interpreter; its stdout (fails on any error)."""
+def fresh(code: str, backend: str | None = None) -> str:
+    """Run ``code`` in a new interpreter (with ``REPLAYCORE_BACKEND=backend``
+    when given); its stdout (fails on any error)."""
+    env = dict(os.environ)
+    env.pop("REPLAYCORE_BACKEND", None)
+    if backend is not None:
+        env["REPLAYCORE_BACKEND"] = backend
     done = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],
         capture_output=True,
         text=True,
         timeout=60,
+        env=env,
         check=False,
     )
     assert done.returncode == 0, done.stderr
@@ -69,17 +76,76 @@ def test_the_same_class_from_every_place():
     )
 
 
-def test_import_replaycore_never_imports_an_engine_driver():
+#: What ``import replaycore`` must not pay for: an engine's driver (loaded with
+#: the durable store that needs it), asyncio (loaded by the async calls) and
+#: importlib.metadata (``__version__`` is a constant). asyncio and
+#: importlib.metadata alone were more than half of its start-up time.
+NOT_AT_IMPORT = ("psycopg", "psycopg_pool", "sqlite3", "asyncio", "importlib.metadata")
+
+
+@pytest.mark.parametrize("backend", ["rust", "python"])
+def test_import_replaycore_never_imports_an_engine_driver_asyncio_or_metadata(backend):
+    # What the interpreter loaded before replaycore does not count (a site
+    # hook may load some of these): only what importing replaycore added.
     loaded = fresh(
-        """
+        f"""
         import sys
+        before = set(sys.modules)
         import replaycore, replaycore.cache, replaycore.outbox, replaycore.store
+        import replaycore.ledger, replaycore.receipts
         from replaycore import ResultCache, IdempotencyStore
         from replaycore.outbox import MemoryOutbox, ScopedOutbox
-        print(sorted(m for m in ("psycopg", "psycopg_pool", "sqlite3") if m in sys.modules))
+        added = set(sys.modules) - before
+        print(replaycore.BACKEND, sorted(m for m in {NOT_AT_IMPORT!r} if m in added))
+        """,
+        backend,
+    )
+    assert loaded == f"{backend} []"
+
+
+def test_the_result_cache_loads_on_first_use():
+    assert (
+        fresh(
+            """
+            import sys
+            import replaycore
+            print("replaycore.cache" in sys.modules, end=" ")
+            from replaycore import ResultCache, idempotent
+            import replaycore.cache
+            print(ResultCache is replaycore.cache.ResultCache, replaycore.Success.__module__)
+            """
+        )
+        == "False True replaycore.cache"
+    )
+
+
+def test_the_async_calls_still_find_asyncio():
+    # asyncio is imported where it is used: aexecute waiting on a lease,
+    # areconcile polling a ledger.
+    found = fresh(
+        """
+        import asyncio, tempfile
+        from replaycore import InProgress, ResultCache, ledger
+
+        async def main():
+            cache = ResultCache(lease_s=0.05)
+            started = asyncio.Event()
+
+            async def slow():
+                started.set()
+                await asyncio.sleep(0.02)
+                return "first"
+
+            first = asyncio.create_task(cache.aexecute("k", slow))
+            await started.wait()
+            waited = await cache.aexecute("k", lambda: asyncio.sleep(0, "second"), wait=True)
+            polled = await ledger.areconcile(tempfile.mkdtemp() + "/none.jsonl", 1, 30, 10)
+            return (await first).value, waited.value, polled.found, polled.attempts > 1
+
+        print(*asyncio.run(main()))
         """
     )
-    assert loaded == "[]"
+    assert found == "first first False True"
 
 
 def test_the_sqlite_engine_does_not_import_psycopg():

@@ -17,22 +17,10 @@ reference when the environment variable ``REPLAYCORE_BACKEND=python`` is set.
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError
-from importlib.metadata import version as _version
 from typing import TYPE_CHECKING
 
 from replaycore._backend import BACKEND
 from replaycore._lazy import lazy_names
-from replaycore.cache import (
-    CachedResult,
-    CacheStats,
-    Error,
-    Killed,
-    ResultCache,
-    Success,
-    Timeout,
-    idempotent,
-)
 from replaycore.errors import (
     FieldError,
     IdempotencyConflict,
@@ -101,6 +89,16 @@ from replaycore.store import IdempotencyStore, IdempotencyStoreProtocol
 from replaycore.types import PutOutcome, Scope, StoreStats
 
 if TYPE_CHECKING:
+    from replaycore.cache import (
+        CachedResult,
+        CacheStats,
+        Error,
+        Killed,
+        ResultCache,
+        Success,
+        Timeout,
+        idempotent,
+    )
     from replaycore.sqlite.cache import SqliteResultCache
     from replaycore.sqlite.store import SqliteIdempotencyStore
 
@@ -109,19 +107,36 @@ _DURABLE = {
     "SqliteIdempotencyStore": "replaycore.sqlite.store",
     "SqliteResultCache": "replaycore.sqlite.cache",
 }
+# The result cache too: the largest module of the package, which a user of
+# keys, stores and journals (and the command line) never needs.
+_CACHE = dict.fromkeys(
+    (
+        "CacheStats",
+        "CachedResult",
+        "Error",
+        "Killed",
+        "ResultCache",
+        "Success",
+        "Timeout",
+        "idempotent",
+    ),
+    "replaycore.cache",
+)
 
 
 __getattr__ = lazy_names(
     __name__,
-    # the reference, always reachable as an attribute (SPEC 1), and the durable stores
-    {"reference": "replaycore.reference", **_DURABLE},
+    # the reference, always reachable as an attribute (SPEC 1), the durable
+    # stores and the result cache
+    {"reference": "replaycore.reference", "cache": "replaycore.cache", **_CACHE, **_DURABLE},
 )
 
 
-try:
-    __version__ = _version("replaycore")
-except PackageNotFoundError:  # imported from a source tree that was never installed
-    __version__ = "0+unknown"
+# The crate's version (Cargo.toml), which maturin gives the distribution.
+# Written out rather than read with importlib.metadata, which cost ~15-20 ms
+# of start-up by itself; tests/test_metadata.py checks that it equals
+# Cargo.toml, the built core and the installed distribution.
+__version__ = "0.1.0"
 
 __all__ = [
     "BACKEND",

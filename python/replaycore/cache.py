@@ -49,7 +49,6 @@ Success(value={'status': 'sent'})
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import inspect
@@ -640,6 +639,8 @@ class _BaseCache:
                 break
             if not wait:
                 raise InProgress(key, claim.lease_expires_at)
+            import asyncio  # here, not at the top: importing it costs ~25 ms at start-up
+
             await asyncio.sleep(delay)
             delay = min(delay * 2, _POLL_MAX_S)
         misuse: InvalidArgumentType | None = None

@@ -25,7 +25,6 @@ walking ``qualname``. A name that resolves to nothing usable raises
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import threading
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -173,6 +172,8 @@ def scope_key(scope: Any, argument: str = "scope") -> tuple[str, str, str]:
 
 def digest(data: bytes) -> str:
     """The content digest of canonical bytes, as conflicts report it."""
+    import hashlib  # here, not at the top: it loads OpenSSL, a few ms of start-up
+
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
