@@ -79,6 +79,11 @@ fn open_failed(path: &Path, source: io::Error) -> io::Error {
     )
 }
 
+/// Whether `path` itself (not what it points to) is a symbolic link.
+fn is_link(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|meta| meta.file_type().is_symlink())
+}
+
 /// Open a journal for reading; a failure is an [`OpenFailed`] inside the
 /// returned `io::Error`.
 pub fn open_read(path: &Path) -> io::Result<File> {
@@ -262,6 +267,8 @@ impl Choice for Fsync {
 pub enum OpenError {
     /// Another writer (any process) holds the file's lock.
     Locked,
+    /// The path's last component is a symbolic link (SPEC 6.2 "Links").
+    Link,
     /// The file is damaged where appending would need it whole.
     Corruption {
         offset: u64,
@@ -284,6 +291,13 @@ impl OpenError {
             OpenError::Locked => Error::Locked {
                 message: format!("{shown_path} is open in another JournalWriter"),
             },
+            OpenError::Link => Error::value_error(
+                "path",
+                format!(
+                    "{shown_path} is a symbolic link: a JournalWriter never appends into a file \
+                     it did not create"
+                ),
+            ),
             OpenError::Corruption { offset, reason } => Error::Corruption { offset, reason },
             OpenError::Io(err) => Error::from(err),
         }
@@ -316,12 +330,24 @@ impl Writer {
     /// The lock is an exclusive, non-blocking `flock`, compatible with the
     /// reference's `fcntl.flock` (so a Rust and a Python writer exclude each
     /// other too); it goes with the file when the writer is dropped.
+    ///
+    /// A path whose last component is a symbolic link is refused
+    /// ([`OpenError::Link`]) and nothing is created or written: the file is
+    /// opened with `O_NOFOLLOW`, so a dangling link is not created through
+    /// either. Directories above it may be links.
     pub fn open(path: &Path, fsync: Fsync, max_frame: u64) -> Result<Writer, OpenError> {
         let mut options = OpenOptions::new();
         options.read(true).write(true).create(true);
         #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o644);
-        let file = options.open(path).map_err(|err| open_failed(path, err))?;
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o644).custom_flags(libc::O_NOFOLLOW);
+        }
+        let file = match options.open(path) {
+            Ok(file) => file,
+            Err(_) if is_link(path) => return Err(OpenError::Link),
+            Err(err) => return Err(OpenError::Io(open_failed(path, err))),
+        };
         match file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => return Err(OpenError::Locked),

@@ -146,6 +146,34 @@ def test_second_writer_is_locked_out(impl, tmp_path, fmt):
     assert list(impl.read_journal(path)) == numbered(unsequenced(2))
 
 
+@pytest.mark.parametrize("fmt", ["rcj", "jsonl"])
+def test_writer_refuses_a_path_that_is_a_symbolic_link(impl, tmp_path, fmt):
+    """SPEC 6.2 "Links": a journal never appends into a file it did not
+    create; the target is left as it was, and a dangling link is not
+    created through."""
+    target = tmp_path / f"other.{fmt}"
+    target.write_bytes(encode(fmt, numbered(unsequenced(2))))
+    before = target.read_bytes()
+    link = tmp_path / f"run.{fmt}"
+    link.symlink_to(target)
+    with pytest.raises(InvalidArgument, match="symbolic link") as info:
+        impl.JournalWriter(link)
+    assert info.value.argument == "path"
+    assert target.read_bytes() == before
+    dangling = tmp_path / f"dangling.{fmt}"
+    dangling.symlink_to(tmp_path / f"nowhere.{fmt}")
+    with pytest.raises(InvalidArgument, match="symbolic link"):
+        impl.JournalWriter(dangling)
+    assert not (tmp_path / f"nowhere.{fmt}").exists()
+    # A directory above the journal may be a link.
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "via").symlink_to(real, target_is_directory=True)
+    with impl.JournalWriter(tmp_path / "via" / f"run.{fmt}") as writer:
+        assert writer.append(unsequenced(1)[0]).journal_seq == 1
+    assert list(impl.read_journal(real / f"run.{fmt}")) == numbered(unsequenced(1))
+
+
 def test_rcj_torn_tail_is_truncated_on_reopen_at_every_cut(impl, tmp_path):
     records = numbered(unsequenced(5))
     data = framed(records)

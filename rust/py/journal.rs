@@ -100,6 +100,11 @@ fn os_path(path: &Bound<'_, PyAny>) -> PyResult<(PathBuf, Format)> {
 /// writer per file: a second writer on the same file (any process, either
 /// backend) raises JournalLocked. Thread-safe; file I/O runs with the GIL
 /// released.
+///
+/// A path whose last component is a symbolic link is refused with
+/// InvalidArgument (argument `path`) and nothing is created or written: a
+/// journal never appends into a file it did not create. Directories above it
+/// may be links.
 #[pyclass(frozen, module = "replaycore._core")]
 pub struct JournalWriter {
     path: Py<PyAny>,

@@ -534,6 +534,11 @@ class JournalWriter:
     leaves it to the OS. One writer per file: a second writer on the same
     file (any process) raises :class:`JournalLocked`. Thread-safe.
 
+    A path whose last component is a symbolic link is refused with
+    :class:`InvalidArgument` (argument ``path``) and nothing is created or
+    written: a journal never appends into a file it did not create.
+    Directories above it may be links.
+
     >>> with JournalWriter(tmp / "run.rcj") as writer:  # doctest: +SKIP
     ...     writer.append(record).journal_seq
     1
@@ -555,7 +560,20 @@ class JournalWriter:
         self.format: JournalFormat = journal_format(path)
         self.fsync: FsyncMode = fsync
         self._lock = threading.Lock()
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            # O_NOFOLLOW: a journal never appends into a file it did not
+            # create, so a last component that is a link (even a dangling
+            # one, which O_CREAT would create through) is refused.
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except OSError:
+            if self.path.is_symlink():
+                raise InvalidArgument(
+                    f"{self.path} is a symbolic link: a JournalWriter never appends into a "
+                    "file it did not create",
+                    "path",
+                    path,
+                ) from None
+            raise
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
