@@ -1,61 +1,187 @@
-"""Peak memory of replaying a generated journal, Rust core and reference.
+"""Peak memory of replaying and inspecting journals, Rust core and reference.
 
-Usage: ``python benches/memory.py [RECORDS]`` (default 1,000,000). Each
-replay runs in a fresh interpreter; the figure is its peak resident set size
-(``ru_maxrss``) minus that of an interpreter that only imported replaycore,
-divided by the number of records. Record ids are ``rec-000000001``: the Rust
-core keeps each in an arena as a length byte and its 13 bytes; they are
-reported separately, since the reducer must keep every applied id to detect
-duplicates.
+Usage: ``python benches/memory.py [RECORDS] [LINE_MB]`` (defaults 1,000,000
+and 200). Three journals are generated:
+
+* a framed ``.rcj`` journal of RECORDS synthetic records,
+* a ``.jsonl`` journal whose middle line is one ``custom`` record of about
+  LINE_MB megabytes: ``Custom.data`` is a list of single-digit integers
+  (100 million of them for 200 MB), the case SPEC 6.2 "Memory" names, and
+* a framed journal of one record holding the same integers (one byte each
+  in msgpack, so a frame of LINE_MB / 2 megabytes).
+
+Each case runs in a fresh interpreter, which notes its resident set size
+after importing replaycore, runs the case, and reports its peak (``VmHWM``
+from ``/proc/self/status``); the figure is the growth between the two. For
+the journal of small records it is given per record; for the others as a
+multiple of the big record (its line, or its frame body),
+which SPEC 6.2 bounds at 4 on top of the reducer's state (for the
+journal of small records, per record only: there the reducer's state and
+the readers' fixed buffers are all there is). Record ids of the
+framed journal are ``rec-000000001``: the Rust core keeps each in an arena
+as a length byte and its 13 bytes, reported apart, since the reducer must
+keep every applied id to detect duplicates.
 """
 
 from __future__ import annotations
 
+import json
+import struct
 import subprocess
 import sys
 import tempfile
+import zlib
 from pathlib import Path
 
+from replaycore.records import Custom, JournalRecord, encode_canonical
 from replaycore.synthetic import write_synthetic_journal
 
+#: The child: its RSS before the case, and its peak after it, in KiB.
 PROBE = """
-import resource, sys
+import json, sys
 from replaycore import _core, reference
+
+def status(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+
+before = status("VmRSS")
 {action}
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+print(json.dumps({{"before": before, "peak": status("VmHWM")}}))
 """
 ID_ARENA_BYTES = 14
+BACKENDS = {"rust": "_core", "reference": "reference"}
 
 
-def _peak_kib(action: str) -> int:
+def growth_bytes(action: str) -> int:
+    """Peak RSS growth of a fresh interpreter running ``action``, in bytes."""
     out = subprocess.run(
         [sys.executable, "-c", PROBE.format(action=action)],
         check=True,
         capture_output=True,
         text=True,
     )
-    return int(out.stdout.split()[-1])
+    probe = json.loads(out.stdout.splitlines()[-1])
+    return (probe["peak"] - probe["before"]) * 1024
+
+
+def largest_frame(path: Path) -> int:
+    """The longest frame body of a framed journal (headers only are read)."""
+    largest, offset = 0, 4
+    with path.open("rb") as f:
+        f.seek(offset)
+        while header := f.read(12):
+            if len(header) < 12:
+                break
+            (length,) = struct.unpack_from("<I", header)
+            largest = max(largest, length)
+            f.seek(length, 1)
+    return largest
+
+
+def write_long_line_journal(path: Path, megabytes: int) -> int:
+    """A three-line journal whose middle line holds ``megabytes`` MB of small
+    ints in ``Custom.data``; returns that line's length."""
+    count = megabytes * 1_000_000 // 2
+    digits = b"0,1,2,3,4,5,6,7,8,9,"
+    ints = (digits * (count // 10 + 1))[: 2 * count - 1]
+    line = (
+        b'{"record_id":"big","journal_seq":2,"run_id":"run","payload":'
+        b'{"kind":"custom","name":"ints","data":[' + ints + b"]}}"
+    )
+    with path.open("wb") as f:
+        f.write(
+            b'{"record_id":"r1","journal_seq":1,"run_id":"run",'
+            b'"payload":{"kind":"run_lifecycle","status":"running"}}\n'
+        )
+        f.write(line + b"\n")
+        f.write(
+            b'{"record_id":"r3","journal_seq":3,"run_id":"run",'
+            b'"payload":{"kind":"run_lifecycle","status":"completed"}}\n'
+        )
+    return len(line)
+
+
+def write_big_frame_journal(path: Path, megabytes: int) -> int:
+    """A framed journal of one record whose ``Custom.data`` is ``megabytes``
+    MB of small ints (one byte each in msgpack); returns its body length."""
+    count = megabytes * 1_000_000
+    empty = encode_canonical(
+        JournalRecord(record_id="big", journal_seq=1, run_id="run", payload=Custom(name="ints"))
+    )
+    assert empty.endswith(b"\xc0")  # data=None, the last field
+    digits = bytes(range(10))
+    body = empty[:-1] + b"\xdd" + struct.pack(">I", count) + (digits * (count // 10 + 1))[:count]
+    head = struct.pack("<II", len(body), zlib.crc32(body))
+    path.write_bytes(b"RCJ1" + head + struct.pack("<I", zlib.crc32(head)) + body)
+    return len(body)
+
+
+def report(label: str, grown: int, largest: int, records: int | None = None) -> None:
+    if records:
+        # Small records: the reducer's state and the readers' fixed buffers
+        # are all there is, so the figure per record is the telling one.
+        print(f"  {label:<20} +{grown / 2**20:8.1f} MiB, {grown / records:.1f} bytes/record")
+    else:
+        print(f"  {label:<20} +{grown / 2**20:8.1f} MiB, {grown / largest:5.2f}x the record")
 
 
 def main(argv: list[str]) -> int:
     records = int(argv[1]) if len(argv) > 1 else 1_000_000
+    megabytes = int(argv[2]) if len(argv) > 2 else 200
     with tempfile.TemporaryDirectory() as tmp:
-        path = write_synthetic_journal(Path(tmp) / "run.rcj", records)
-        size = path.stat().st_size
-        baseline = _peak_kib("pass")
-        rust = _peak_kib(f"r = _core.replay({str(path)!r}); assert r.records_applied == {records}")
-        python = _peak_kib(f"r = reference.replay({str(path)!r})")
-    per_record = (rust - baseline) * 1024 / records
-    print(f"journal: {records:,} records, {size / 1e6:.1f} MB")
-    print(f"Rust core: +{(rust - baseline) / 1024:.1f} MiB peak = {per_record:.1f} bytes/record")
-    print(
-        f"  of which record ids {ID_ARENA_BYTES} bytes/record; "
-        f"beyond the ids: {per_record - ID_ARENA_BYTES:.1f} bytes/record"
-    )
-    print(
-        f"reference: +{(python - baseline) / 1024:.1f} MiB peak = "
-        f"{(python - baseline) * 1024 / records:.1f} bytes/record"
-    )
+        rcj = write_synthetic_journal(Path(tmp) / "run.rcj", records)
+        frame = largest_frame(rcj)
+        print(
+            f"framed journal: {records:,} records, {rcj.stat().st_size / 1e6:.1f} MB, "
+            f"largest record {frame} bytes"
+        )
+        for name, module in BACKENDS.items():
+            grown = growth_bytes(
+                f"r = {module}.replay({str(rcj)!r}); assert r.records_applied == {records}"
+            )
+            report(f"{name} replay", grown, frame, records)
+            if name == "rust":
+                print(
+                    f"    of which record ids {ID_ARENA_BYTES} bytes/record; "
+                    f"beyond the ids: {grown / records - ID_ARENA_BYTES:.1f} bytes/record"
+                )
+            grown = growth_bytes(f"{module}.inspect_journal({str(rcj)!r})")
+            report(f"{name} inspect", grown, frame, records)
+
+        jsonl = Path(tmp) / "long.jsonl"
+        line = write_long_line_journal(jsonl, megabytes)
+        limit = line + 1
+        print(f"JSON lines journal: one line of {line / 1e6:.1f} MB ({line // 2:,} small ints)")
+        for name, module in BACKENDS.items():
+            grown = growth_bytes(
+                f"r = {module}.replay({str(jsonl)!r}, max_line_bytes={limit}); "
+                "assert r.records_applied == 3"
+            )
+            report(f"{name} replay", grown, line)
+            grown = growth_bytes(
+                f"s = {module}.inspect_journal({str(jsonl)!r}, max_line_bytes={limit}); "
+                "assert s['records'] == 3"
+            )
+            report(f"{name} inspect", grown, line)
+
+        big = Path(tmp) / "big.rcj"
+        body = write_big_frame_journal(big, megabytes // 2)
+        ints = megabytes // 2 * 1_000_000
+        print(f"framed journal: one frame of {body / 1e6:.1f} MB ({ints:,} small ints)")
+        for name, module in BACKENDS.items():
+            grown = growth_bytes(
+                f"r = {module}.replay({str(big)!r}, max_frame_bytes={body}); "
+                "assert r.records_applied == 1"
+            )
+            report(f"{name} replay", grown, body)
+            grown = growth_bytes(
+                f"s = {module}.inspect_journal({str(big)!r}, max_frame_bytes={body}); "
+                "assert s['records'] == 1"
+            )
+            report(f"{name} inspect", grown, body)
     return 0
 
 

@@ -47,6 +47,9 @@
 use std::borrow::Cow;
 use std::io::{self, Read};
 
+use std::fmt;
+
+use crate::error::Error;
 use crate::frames::{ReadAt, WalkError};
 use crate::msgpack::Writer;
 pub use crate::msgpack::MAX_DEPTH;
@@ -54,6 +57,27 @@ use crate::records::{decode_msgpack, Record};
 
 /// Default limit on the length of a line (64 MiB), its newline excluded.
 pub const DEFAULT_MAX_LINE: u64 = 64 * 1024 * 1024;
+/// The largest limit `max_line_bytes` accepts (`2**63 - 1`, as the
+/// reference's other size limits held in a Python `int`).
+pub const MAX_LINE_LIMIT: u64 = i64::MAX as u64;
+
+/// The `max_line_bytes` argument: [`DEFAULT_MAX_LINE`] when it is left out
+/// (`None`), else a limit in `1..=MAX_LINE_LIMIT`.
+pub fn max_line_bytes(given: Option<i64>) -> Result<u64, Error> {
+    let Some(limit) = given else {
+        return Ok(DEFAULT_MAX_LINE);
+    };
+    u64::try_from(limit)
+        .ok()
+        .filter(|limit| (1..=MAX_LINE_LIMIT).contains(limit))
+        .ok_or_else(|| max_line_out_of_range(limit))
+}
+
+/// The error of a `max_line_bytes` outside `1..=MAX_LINE_LIMIT`, shown as
+/// `shown` (also for integers beyond `i64`, which only the bindings meet).
+pub fn max_line_out_of_range(shown: impl fmt::Display) -> Error {
+    Error::out_of_range("max_line_bytes", 1, i128::from(MAX_LINE_LIMIT), shown)
+}
 
 /// Reason: line `number` (1-based) does not decode to a record.
 pub fn line_does_not_decode(number: u64) -> String {
@@ -219,16 +243,14 @@ enum Value<'a> {
     Nil,
     Bool(bool),
     Int(i64),
-    UInt(u64),
-    /// An integer literal outside `-2**63..2**64` (msgpack cannot carry it).
-    BigInt,
-    Float(f64),
     Str(Cow<'a, str>),
     Array(Vec<Value<'a>>),
-    /// A `Custom.data` object: keys sorted by UTF-8 bytes (= code points), unique.
-    Map(Vec<(Cow<'a, str>, Value<'a>)>),
     /// A Struct: its tag (payloads) and its fields' values in declaration order.
     Struct(Option<&'static str>, &'static [Field], Vec<Value<'a>>),
+    /// `Custom.data`: already transcoded to canonical msgpack, in the
+    /// parser's `data` buffer (it is the last field of the canonical
+    /// encoding, so it never needs moving but once, behind the rest).
+    Data,
 }
 
 /// What msgspec refuses (the detail does not matter: the line is skipped).
@@ -248,6 +270,37 @@ enum Number<'a> {
 struct Parser<'a> {
     s: &'a [u8],
     pos: usize,
+    /// The canonical msgpack of the last `Custom.data` read.
+    data: Writer,
+    /// That data holds an int msgpack cannot carry, or a container of more
+    /// than `u32::MAX` items (the reference's `encode_canonical` raises).
+    unencodable: bool,
+}
+
+/// A container of `Custom.data` being transcoded (see [`Parser::any`]).
+struct Open {
+    /// Offset in the output of its header, written as a 5-byte placeholder.
+    header: usize,
+    /// Items (array) or entries (map) so far.
+    count: u64,
+    map: bool,
+    /// Map: where the bytes of the key of the entry being read lie.
+    key: (usize, usize),
+    /// Map: `(start, end)` of every entry, once a key was found out of
+    /// order (only then: a map written in order costs nothing per entry).
+    entries: Option<Vec<(usize, usize)>>,
+    /// Map: offset of the entry being read.
+    entry: usize,
+}
+
+/// The placeholder header of a container: as long as the longest form.
+const PLACEHOLDER: usize = 5;
+
+/// The bytes of the msgpack str at `at` (a key the transcoder wrote).
+fn key_at(out: &[u8], at: usize) -> &[u8] {
+    crate::msgpack::Reader::at(out, at)
+        .read_key()
+        .unwrap_or(&[])
 }
 
 fn hex4(bytes: &[u8]) -> Option<u32> {
@@ -261,8 +314,13 @@ fn hex4(bytes: &[u8]) -> Option<u32> {
 }
 
 impl<'a> Parser<'a> {
-    fn new(s: &'a [u8]) -> Self {
-        Parser { s, pos: 0 }
+    fn new(s: &'a [u8], data: Vec<u8>) -> Self {
+        Parser {
+            s,
+            pos: 0,
+            data: Writer { out: data },
+            unencodable: false,
+        }
     }
 
     fn peek(&self) -> Option<u8> {
@@ -601,89 +659,172 @@ impl<'a> Parser<'a> {
         })
     }
 
-    /// A value of type `Any` (`Custom.data`). Iterative, so deep nesting
-    /// costs heap, not stack.
+    /// A value of type `Any` (`Custom.data`), validated as msgspec decodes
+    /// it and transcoded as it is read into its canonical msgpack (in
+    /// `self.data`): no value tree, so the line's bytes plus that encoding
+    /// are all it holds (SPEC 6.2 Memory). Iterative, so deep nesting costs
+    /// heap, not stack.
+    ///
+    /// A container's item count is known only at its end: its header is a
+    /// 5-byte placeholder, replaced by the shortest form once it is closed
+    /// (the contents move back by at most 4 bytes). A map's keys must come
+    /// out sorted and unique (msgspec's deterministic order, the last of
+    /// equal keys kept, as a dict does): one written in order stays where
+    /// it is; one found out of order is reordered when it is closed.
     fn any(&mut self, depth: usize) -> Parsed<Value<'a>> {
-        /// A container being read, with the key of the value being read.
-        enum Open<'a> {
-            Array(Vec<Value<'a>>),
-            Map(Vec<(Cow<'a, str>, Value<'a>)>, Cow<'a, str>),
-        }
-        let mut stack: Vec<Open<'a>> = Vec::new();
+        self.data.out.clear();
+        self.unencodable = false;
+        let mut stack: Vec<Open> = Vec::new();
         loop {
             self.ws();
-            let mut value = match self.peek().ok_or(Refused)? {
-                b'{' => {
+            match self.peek().ok_or(Refused)? {
+                open @ (b'{' | b'[') => {
                     self.enter(depth + stack.len())?;
                     self.pos += 1;
                     self.ws();
-                    if self.peek() == Some(b'}') {
+                    let map = open == b'{';
+                    let closer = if map { b'}' } else { b']' };
+                    if self.peek() == Some(closer) {
                         self.pos += 1;
-                        Value::Map(Vec::new())
+                        self.data.out.push(if map { 0x80 } else { 0x90 });
                     } else {
-                        let key = self.string()?;
-                        self.expect(b':')?;
-                        stack.push(Open::Map(Vec::new(), key));
+                        let header = self.data.out.len();
+                        self.data.out.extend_from_slice(&[0; PLACEHOLDER]);
+                        let mut container = Open {
+                            header,
+                            count: 0,
+                            map,
+                            key: (0, 0),
+                            entries: None,
+                            entry: header + PLACEHOLDER,
+                        };
+                        if map {
+                            self.data_key(&mut container, true)?;
+                        }
+                        stack.push(container);
                         continue;
                     }
                 }
-                b'[' => {
-                    self.enter(depth + stack.len())?;
-                    self.pos += 1;
-                    self.ws();
-                    if self.peek() == Some(b']') {
-                        self.pos += 1;
-                        Value::Array(Vec::new())
-                    } else {
-                        stack.push(Open::Array(Vec::new()));
-                        continue;
-                    }
+                b'"' => {
+                    let text = self.string()?;
+                    self.data.str(&text);
                 }
-                b'"' => Value::Str(self.string()?),
                 b'-' | b'0'..=b'9' => match self.number()? {
                     Number::Int(Some(v)) => match i64::try_from(v) {
-                        Ok(v) => Value::Int(v),
-                        Err(_) => Value::UInt(u64::try_from(v).map_err(|_| Refused)?),
+                        Ok(v) => self.data.int(v),
+                        Err(_) => self.data.uint(u64::try_from(v).map_err(|_| Refused)?),
                     },
-                    Number::Int(None) => Value::BigInt,
+                    Number::Int(None) => {
+                        self.unencodable = true;
+                        self.data.nil();
+                    }
                     Number::Float(text) => {
                         let v: f64 = text.parse().map_err(|_| Refused)?;
                         if !v.is_finite() {
                             return Err(Refused); // msgspec: "Number out of range"
                         }
-                        Value::Float(v)
+                        self.data.float(v);
                     }
                 },
-                b't' => self.literal(b"true").map(|_| Value::Bool(true))?,
-                b'f' => self.literal(b"false").map(|_| Value::Bool(false))?,
-                b'n' => self.literal(b"null").map(|_| Value::Nil)?,
+                b't' => self.literal(b"true").map(|_| self.data.bool(true))?,
+                b'f' => self.literal(b"false").map(|_| self.data.bool(false))?,
+                b'n' => self.literal(b"null").map(|_| self.data.nil())?,
                 _ => return Err(Refused),
-            };
-            // A value is complete: store it, closing the containers it completes.
-            loop {
-                match stack.last_mut() {
-                    None => return Ok(value),
-                    Some(Open::Array(items)) => {
-                        items.push(value);
-                        if !self.close(b']')? {
-                            break;
-                        }
-                    }
-                    Some(Open::Map(entries, key)) => {
-                        entries.push((std::mem::take(key), value));
-                        if !self.close(b'}')? {
-                            *key = self.string()?;
-                            self.expect(b':')?;
-                            break;
-                        }
-                    }
-                }
-                value = match stack.pop() {
-                    Some(Open::Array(items)) => Value::Array(items),
-                    Some(Open::Map(entries, _)) => Value::Map(sorted_unique(entries)),
-                    None => return Err(Refused),
-                };
             }
+            // A value is complete: count it, closing the containers it completes.
+            loop {
+                let Some(top) = stack.last_mut() else {
+                    return Ok(Value::Data);
+                };
+                top.count += 1;
+                let end = self.data.out.len();
+                if let Some(entries) = &mut top.entries {
+                    entries.push((top.entry, end));
+                }
+                if !self.close(if top.map { b'}' } else { b']' })? {
+                    if top.map {
+                        top.entry = end;
+                        self.data_key(top, false)?;
+                    }
+                    break;
+                }
+                if let Some(done) = stack.pop() {
+                    self.close_container(done);
+                }
+            }
+        }
+    }
+
+    /// Read a key of a `Custom.data` map (a string, UTF-8 checked), its `:`
+    /// included, and write it; note when it is not after the previous key.
+    fn data_key(&mut self, map: &mut Open, first: bool) -> Parsed<()> {
+        let key = self.string()?;
+        self.data.str(&key);
+        let end = self.data.out.len();
+        let key = (end - key.len(), end);
+        if !first && map.entries.is_none() {
+            let out = &self.data.out;
+            if out.get(map.key.0..map.key.1) >= out.get(key.0..key.1) {
+                map.entries = Some(self.entries_so_far(map));
+            }
+        }
+        map.key = key;
+        self.expect(b':')
+    }
+
+    /// `(start, end)` of the entries of `map` before the one being read.
+    fn entries_so_far(&self, map: &Open) -> Vec<(usize, usize)> {
+        let out = &self.data.out;
+        let mut reader = crate::msgpack::Reader::at(out, map.header + PLACEHOLDER);
+        let mut entries = Vec::new();
+        while reader.pos() < map.entry {
+            let start = reader.pos();
+            if reader.read_key().is_err() || reader.skip_any(0).is_err() {
+                break; // cannot happen: the transcoder wrote these bytes
+            }
+            entries.push((start, reader.pos()));
+        }
+        entries
+    }
+
+    /// Write the real header of a closed container in place of its
+    /// placeholder, after sorting a map whose keys came out of order.
+    fn close_container(&mut self, open: Open) {
+        let out = &mut self.data.out;
+        let contents = open.header + PLACEHOLDER;
+        let mut count = open.count;
+        if let Some(mut entries) = open.entries {
+            // A stable sort keeps equal keys in line order: keep the last.
+            entries.sort_by(|a, b| key_at(out, a.0).cmp(key_at(out, b.0)));
+            let mut sorted = Vec::with_capacity(out.len() - contents);
+            count = 0;
+            for (i, &(start, end)) in entries.iter().enumerate() {
+                let next = entries.get(i + 1).map(|next| key_at(out, next.0));
+                if next != Some(key_at(out, start)) {
+                    sorted.extend_from_slice(out.get(start..end).unwrap_or(&[]));
+                    count += 1;
+                }
+            }
+            out.truncate(contents);
+            out.extend_from_slice(&sorted);
+        }
+        let Ok(count) = u32::try_from(count) else {
+            self.unencodable = true;
+            return;
+        };
+        let mut header = Writer {
+            out: Vec::with_capacity(PLACEHOLDER),
+        };
+        if open.map {
+            header.map(count as usize);
+        } else {
+            header.array(count as usize);
+        }
+        let len = header.out.len();
+        out[open.header..open.header + len].copy_from_slice(&header.out);
+        if len < PLACEHOLDER {
+            out.copy_within(contents.., open.header + len);
+            out.truncate(out.len() - (PLACEHOLDER - len));
         }
     }
 
@@ -774,72 +915,53 @@ impl<'a> Parser<'a> {
     }
 }
 
-/// Map entries sorted by key, the last of equal keys kept (a Python dict
-/// keeps the last value; msgspec's deterministic order sorts by key).
-fn sorted_unique<'a>(
-    mut entries: Vec<(Cow<'a, str>, Value<'a>)>,
-) -> Vec<(Cow<'a, str>, Value<'a>)> {
-    entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-    let mut out: Vec<(Cow<'a, str>, Value<'a>)> = Vec::with_capacity(entries.len());
-    for entry in entries {
-        match out.last_mut() {
-            Some(last) if last.0 == entry.0 => *last = entry,
-            _ => out.push(entry),
-        }
-    }
-    out
-}
-
-/// Write `value` canonically; false when it holds an int msgpack cannot carry.
-fn write_value(w: &mut Writer, value: &Value<'_>) -> bool {
+/// Write `value` canonically, `Custom.data` (`Value::Data`) excepted:
+/// the caller appends it, and learns it is there from `data`.
+fn write_value(w: &mut Writer, value: &Value<'_>, data: &mut bool) {
     match value {
         Value::Nil => w.nil(),
         Value::Bool(b) => w.bool(*b),
         Value::Int(v) => w.int(*v),
-        Value::UInt(v) => w.uint(*v),
-        Value::BigInt => return false,
-        Value::Float(v) => w.float(*v),
         Value::Str(s) => w.str(s),
         Value::Array(items) => {
             w.array(items.len());
             for item in items {
-                if !write_value(w, item) {
-                    return false;
-                }
+                write_value(w, item, data);
             }
         }
-        Value::Map(entries) => {
-            w.map(entries.len());
-            for (key, item) in entries {
-                w.str(key);
-                if !write_value(w, item) {
-                    return false;
-                }
-            }
-        }
-        Value::Struct(tag, fields, values) => return write_struct(w, *tag, fields, values),
+        Value::Struct(tag, fields, values) => write_struct(w, *tag, fields, values, data),
+        Value::Data => *data = true,
     }
-    true
 }
 
 /// A Struct as msgspec encodes it: a map of every field in declaration
 /// order, a payload's `kind` tag first.
-fn write_struct(w: &mut Writer, tag: Option<&str>, fields: &[Field], values: &[Value<'_>]) -> bool {
+fn write_struct(
+    w: &mut Writer,
+    tag: Option<&str>,
+    fields: &[Field],
+    values: &[Value<'_>],
+    data: &mut bool,
+) {
     w.map(fields.len() + usize::from(tag.is_some()));
     if let Some(tag) = tag {
         w.str("kind");
         w.str(tag);
     }
-    fields.iter().zip(values).all(|(f, value)| {
+    for (f, value) in fields.iter().zip(values) {
         w.str(f.name);
-        write_value(w, value)
-    })
+        write_value(w, value, data);
+    }
 }
 
 /// A line that `msgspec.json.Decoder(JournalRecord)` decodes.
 #[derive(Debug)]
 pub struct JsonRecord<'a> {
     values: Vec<Value<'a>>,
+    /// The canonical msgpack of the last `Custom.data` read (used when
+    /// `values` holds `Value::Data`).
+    data: Vec<u8>,
+    unencodable: bool,
 }
 
 impl JsonRecord<'_> {
@@ -859,29 +981,55 @@ impl JsonRecord<'_> {
         }
     }
 
-    /// Append the canonical msgpack encoding of the record to `out`; false
-    /// (and `out` holds garbage) when `Custom.data` holds an int outside
-    /// `-2**63..2**64`, which msgpack cannot carry.
-    pub fn encode_canonical(&self, out: &mut Vec<u8>) -> bool {
+    /// The canonical msgpack encoding of the record, or None when
+    /// `Custom.data` holds an int outside `-2**63..2**64` (or a container of
+    /// more than `2**32 - 1` items), which msgpack cannot carry. `prefix` is
+    /// scratch space; `Custom.data`, the last field, is not copied: the rest
+    /// is put in front of it.
+    pub fn into_canonical(self, prefix: &mut Vec<u8>) -> Option<Vec<u8>> {
         let mut w = Writer {
-            out: std::mem::take(out),
+            out: std::mem::take(prefix),
         };
-        let ok = write_struct(&mut w, None, RECORD, &self.values);
-        *out = w.out;
-        ok
+        w.out.clear();
+        let mut has_data = false;
+        write_struct(&mut w, None, RECORD, &self.values, &mut has_data);
+        if has_data && self.unencodable {
+            *prefix = w.out;
+            return None;
+        }
+        if !has_data {
+            // The buffer of a Custom.data left behind (a repeated payload)
+            // is reused for the next line.
+            *prefix = self.data;
+            return Some(w.out);
+        }
+        let mut canonical = self.data;
+        canonical.splice(0..0, w.out.iter().copied());
+        *prefix = w.out;
+        Some(canonical)
     }
 }
 
 /// Parse one line as `msgspec.json.Decoder(JournalRecord).decode` would:
 /// Some when msgspec returns a record, None when it raises.
 pub fn parse_line(line: &[u8]) -> Option<JsonRecord<'_>> {
-    let mut p = Parser::new(line);
+    parse_line_with(line, Vec::new())
+}
+
+/// [`parse_line`], transcoding `Custom.data` into `buffer` (its allocation
+/// reused; dropped when the line does not decode).
+pub fn parse_line_with(line: &[u8], buffer: Vec<u8>) -> Option<JsonRecord<'_>> {
+    let mut p = Parser::new(line, buffer);
     let values = p.fields(RECORD, None, 0).ok()?;
     p.ws();
     if p.pos != line.len() {
         return None; // trailing characters
     }
-    Some(JsonRecord { values })
+    Some(JsonRecord {
+        values,
+        data: p.data.out,
+        unencodable: p.unencodable,
+    })
 }
 
 /// True for a line Python's `bytes.strip()` empties.
@@ -965,30 +1113,41 @@ pub fn classify<'e>(raw: &RawLine<'_>, limit: u64) -> Option<LineEvent<'e>> {
     }
 }
 
+/// Buffers reused from line to line.
+#[derive(Default)]
+struct Scratch {
+    /// The canonical encoding of the last record line.
+    canonical: Vec<u8>,
+    /// Room for the fields before `Custom.data`.
+    prefix: Vec<u8>,
+}
+
 /// Classify one line, reusing `scratch`.
 fn visit_line<E>(
     raw: RawLine<'_>,
     limit: u64,
-    scratch: &mut Vec<u8>,
+    scratch: &mut Scratch,
     visit: &mut impl FnMut(LineEvent<'_>) -> Result<(), E>,
 ) -> Result<(), E> {
     if let Some(event) = classify(&raw, limit) {
         return visit(event);
     }
     let line = raw.bytes.unwrap_or(&[]);
-    let Some(parsed) = parse_line(line) else {
+    let Some(parsed) = parse_line_with(line, std::mem::take(&mut scratch.canonical)) else {
         return visit(raw.damaged(|| line_does_not_decode(raw.number)));
     };
-    scratch.clear();
-    if !parsed.encode_canonical(scratch) {
+    let Some(canonical) = parsed.into_canonical(&mut scratch.prefix) else {
         return visit(LineEvent::Unencodable { line });
-    }
-    drop(parsed);
-    let canonical: &[u8] = scratch;
-    match decode_msgpack(canonical) {
-        Ok(record) => visit(LineEvent::Record { record, canonical }),
+    };
+    let visited = match decode_msgpack(&canonical) {
+        Ok(record) => visit(LineEvent::Record {
+            record,
+            canonical: &canonical,
+        }),
         Err(_) => visit(raw.damaged(|| line_does_not_decode(raw.number))),
-    }
+    };
+    scratch.canonical = canonical;
+    visited
 }
 
 /// Walk the lines of a JSON-lines journal read from a stream, once, in
@@ -1000,7 +1159,7 @@ pub fn walk_json_lines_reader<R: Read, E>(
     limit: u64,
     mut visit: impl FnMut(LineEvent<'_>) -> Result<(), E>,
 ) -> Result<(), WalkError<E>> {
-    let mut scratch = Vec::new();
+    let mut scratch = Scratch::default();
     let mut lines = LineReader::new(reader, limit);
     while let Some(raw) = lines.next_line()? {
         visit_line(raw, limit, &mut scratch, &mut visit).map_err(WalkError::Stop)?;
@@ -1286,7 +1445,61 @@ mod tests {
             b"{\"record_id\":\"r3\",\"journal_seq\":3,\"run_id\":\"run\",\"payload\":{\"kind\":\"output_reconciliation\",\"delivery_id\":\"d\",\"intent_record_id\":\"i\",\"dedupe_key\":\"k\",\"terminal_status\":\"t\",\"reason\":\"r\",\"decision\":\"x\",\"resend_allowed\":false}}",
             "89a6736368656d6101a97265636f72645f6964a27233ab6a6f75726e616c5f73657103a672756e5f6964a372756ea561745f6d7300af6964656d706f74656e63795f6b6579c0aa6465647570655f6b6579c0ac636f6e74656e745f7265667390a77061796c6f61648aa46b696e64b56f75747075745f7265636f6e63696c696174696f6eab64656c69766572795f6964a164b0696e74656e745f7265636f72645f6964a169aa6465647570655f6b6579a16baf6964656d706f74656e63795f6b6579c0b565787465726e616c5f6f7065726174696f6e5f6964c0af7465726d696e616c5f737461747573a174a6726561736f6ea172a86465636973696f6ea178ae726573656e645f616c6c6f776564c2",
         ),
+        (
+            // Custom.data maps out of order at several depths, a repeated
+            // key whose value is a map, an array of 17 items (array16)
+            b"{\"record_id\":\"r\",\"journal_seq\":1,\"run_id\":\"x\",\"payload\":{\"kind\":\"custom\",\"name\":\"n\",\"data\":{\"z\":[0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16],\"b\":{\"y\":2,\"x\":3,\"y\":4,\"\\u00e9\":[]},\"a\":1,\"b\":{\"q\":{\"d\":1,\"c\":2},\"p\":\"s\",\"q\":[{}]},\"m\":[{\"k\":1,\"j\":2,\"k\":3}]}}}",
+            "89a6736368656d6101a97265636f72645f6964a172ab6a6f75726e616c5f73657101a672756e5f6964a178a561745f6d7300af6964656d706f74656e63795f6b6579c0aa6465647570655f6b6579c0ac636f6e74656e745f7265667390a77061796c6f616483a46b696e64a6637573746f6da46e616d65a16ea46461746184a16101a16282a170a173a1719180a16d9182a16a02a16b03a17adc0011000102030405060708090a0b0c0d0e0f10",
+        ),
+        (
+            // a repeated payload: the first one's data is dropped
+            b"{\"record_id\":\"r\",\"journal_seq\":1,\"run_id\":\"x\",\"payload\":{\"kind\":\"custom\",\"name\":\"n\",\"data\":[{\"0\":0,\"a\":0},{\"1\":1,\"a\":0}]},\"payload\":{\"kind\":\"custom\",\"name\":\"n2\",\"data\":{\"b\":1,\"a\":2,\"c\":3,\"a\":4}}}",
+            "89a6736368656d6101a97265636f72645f6964a172ab6a6f75726e616c5f73657101a672756e5f6964a178a561745f6d7300af6964656d706f74656e63795f6b6579c0aa6465647570655f6b6579c0ac636f6e74656e745f7265667390a77061796c6f616483a46b696e64a6637573746f6da46e616d65a26e32a46461746183a16104a16201a16303",
+        ),
     ];
+
+    #[test]
+    fn max_line_bytes_has_one_default_and_one_range() {
+        assert_eq!(max_line_bytes(None).unwrap(), 64 * 1024 * 1024);
+        assert_eq!(max_line_bytes(Some(1)).unwrap(), 1);
+        assert_eq!(max_line_bytes(Some(i64::MAX)).unwrap(), MAX_LINE_LIMIT);
+        for bad in [0, -1, i64::MIN] {
+            let err = max_line_bytes(Some(bad)).unwrap_err();
+            assert_eq!(err.argument(), Some("max_line_bytes"));
+            assert_eq!(
+                err.to_string(),
+                format!("max_line_bytes must be in 1..=9223372036854775807, got {bad}")
+            );
+        }
+    }
+
+    #[test]
+    fn big_containers_take_the_long_headers() {
+        for (items, header) in [
+            (15usize, "9f"),
+            (16, "dc0010"),
+            (65_535, "dcffff"),
+            (65_536, "dd00010000"),
+        ] {
+            let ints = vec!["7"; items].join(",");
+            let got = transcode(with_data(&format!("[{ints}]")).as_bytes());
+            assert!(
+                got.ends_with(&format!("{header}{}", "07".repeat(items))),
+                "{items}"
+            );
+            let pairs: Vec<String> = (0..items).map(|i| format!("\"{i:06}\":null")).collect();
+            let sorted = transcode(with_data(&format!("{{{}}}", pairs.join(","))).as_bytes());
+            let header = header
+                .replace("9f", "8f")
+                .replace("dc", "de")
+                .replace("dd", "df");
+            assert!(sorted.contains(&format!("a464617461{header}a6303030303030c0")));
+            let mut reversed = pairs.clone();
+            reversed.reverse();
+            let unsorted = transcode(with_data(&format!("{{{}}}", reversed.join(","))).as_bytes());
+            assert_eq!(unsorted, sorted, "{items}");
+        }
+    }
 
     #[test]
     fn transcoding_equals_msgspec() {

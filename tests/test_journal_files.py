@@ -22,6 +22,7 @@ from journals import (
 )
 from replaycore.errors import (
     InvalidArgument,
+    InvalidArgumentType,
     JournalCorruption,
     JournalLocked,
     ReplayCoreError,
@@ -472,3 +473,102 @@ def test_replay_of_a_missing_file_is_an_os_error(impl, tmp_path):
     with pytest.raises(FileNotFoundError):
         impl.replay(tmp_path / "absent.rcj")
     assert not Path(tmp_path / "absent.rcj").exists()
+
+
+# -- max_line_bytes ------------------------------------------------------------------
+
+
+def test_a_line_over_max_line_bytes_is_corruption_or_a_repair(impl, tmp_path):
+    records = [
+        rec("r1", 1, RunLifecycle(status="running")),
+        rec("r2", 2, Custom(name="big", data=list(range(200)))),
+        rec("r3", 3, Custom(name="x")),
+    ]
+    lines = [json_lines([r]) for r in records]
+    path = tmp_path / "run.jsonl"
+    path.write_bytes(b"".join(lines))
+    long = len(lines[1]) - 1  # newline excluded
+    start, limit = len(lines[0]), long - 1
+    reason = f"line 2 is longer than the limit of {limit} bytes"
+    # a line of exactly the limit is read
+    exact = impl.replay(path, max_line_bytes=long)
+    assert exact == impl.replay(records)
+    assert exact.records_applied == 3
+    for mode in ("resume", "repair"):
+        with pytest.raises(JournalCorruption) as info:
+            impl.replay(path, mode=mode, max_line_bytes=limit)
+        assert info.value.offset == start
+        assert reason in str(info.value)
+    expected = result(
+        "audit",
+        "repair_needed",
+        latest_journal_seq=3,
+        records_applied=2,
+        skipped_lines=1,
+        sequence_gaps=[(1, 3)],
+        repair_needed=[
+            repair(
+                "journal_corruption",
+                "",
+                1,
+                f"{reason}; skipped bytes {start}..{start + long}",
+            )
+        ],
+    )
+    assert impl.replay(path, mode="audit", max_line_bytes=limit) == expected
+    assert impl.replay_many([path, path], mode="audit", max_line_bytes=limit) == [expected] * 2
+    with pytest.raises(JournalCorruption) as info:
+        list(impl.read_journal(path, max_line_bytes=limit))
+    assert info.value.offset == start
+    assert list(impl.read_journal(path, strict=False, max_line_bytes=limit)) == [
+        records[0],
+        records[2],
+    ]
+    assert list(impl.read_journal(path, max_line_bytes=long)) == records
+    found = impl.inspect_journal(path, max_line_bytes=limit)
+    assert (found["records"], found["skipped_lines"]) == (2, 1)
+    assert found["corrupt_ranges"] == [(start, start + long, reason)]
+    assert impl.inspect_journal(path, max_line_bytes=long)["records"] == 3
+    # the limit is on JSON lines only: a framed journal ignores it
+    rcj = tmp_path / "run.rcj"
+    rcj.write_bytes(framed(records))
+    assert impl.replay(rcj, max_line_bytes=1) == impl.replay(records)
+    assert list(impl.read_journal(rcj, max_line_bytes=1)) == records
+
+
+BAD_LIMITS = [
+    (0, InvalidArgument, "max_line_bytes must be in 1..=9223372036854775807, got 0"),
+    (-5, InvalidArgument, "max_line_bytes must be in 1..=9223372036854775807, got -5"),
+    (2**63, InvalidArgument, f"max_line_bytes must be in 1..=9223372036854775807, got {2**63}"),
+    (True, InvalidArgumentType, "max_line_bytes must be an int, not bool"),
+    (None, InvalidArgumentType, "max_line_bytes must be an int, not NoneType"),
+    (1.5, InvalidArgumentType, "max_line_bytes must be an int, not float"),
+    ("64", InvalidArgumentType, "max_line_bytes must be an int, not str"),
+]
+
+
+@pytest.mark.parametrize(("bad", "error", "message"), BAD_LIMITS)
+def test_bad_max_line_bytes_is_refused_alike(impl, tmp_path, bad, error, message):
+    path = tmp_path / "run.jsonl"
+    path.write_bytes(json_lines([rec("r1", 1, Custom(name="x"))]))
+    calls = [
+        lambda: impl.replay(path, max_line_bytes=bad),
+        lambda: impl.replay([], max_line_bytes=bad),
+        lambda: impl.replay_many([path], max_line_bytes=bad),
+        lambda: list(impl.read_journal(path, max_line_bytes=bad)),
+        lambda: impl.inspect_journal(path, max_line_bytes=bad),
+    ]
+    for call in calls:
+        with pytest.raises(error) as info:
+            call()
+        assert type(info.value) is error
+        assert str(info.value) == message
+        assert info.value.argument == "max_line_bytes"
+        assert info.value.value is bad
+    got = impl.replay_many([path, []], max_line_bytes=bad, return_exceptions=True)
+    assert [type(x) for x in got] == [error, error]
+
+
+def test_replay_reducer_reads_no_json_lines_and_takes_no_max_line_bytes(impl):
+    with pytest.raises(TypeError):
+        impl.ReplayReducer(max_line_bytes=10)

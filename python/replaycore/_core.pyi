@@ -149,14 +149,36 @@ class JournalWriter:
     ) -> None: ...
 
 def read_journal(
-    path: str | os.PathLike[str], *, strict: bool = True, max_frame_bytes: int = 67108864
+    path: str | os.PathLike[str],
+    *,
+    strict: bool = True,
+    max_frame_bytes: int = 67108864,
+    max_line_bytes: int = 67108864,
 ) -> Iterator[JournalRecord]:
-    """Iterate a journal's records in file order (streamed; nothing read before ``next``)."""
+    """Iterate a journal's records in file order (streamed; nothing read before ``next``).
+
+    Arguments:
+        path: a ``.rcj`` or ``.jsonl`` journal.
+        strict: damage raises JournalCorruption when true, is skipped when false.
+        max_frame_bytes: the largest frame body, ``1..=2**32 - 1``.
+        max_line_bytes: the longest JSON line (newline excluded),
+            ``1..=2**63 - 1``; a longer line is corruption, never held.
+    """
 
 def inspect_journal(
-    path: str | os.PathLike[str], *, max_frame_bytes: int = 67108864
+    path: str | os.PathLike[str],
+    *,
+    max_frame_bytes: int = 67108864,
+    max_line_bytes: int = 67108864,
 ) -> dict[str, Any]:
-    """Decode every record of a journal (nothing reduced) and count what it holds."""
+    """Decode every record of a journal (nothing reduced) and count what it holds.
+
+    Arguments:
+        path: a ``.rcj`` or ``.jsonl`` journal.
+        max_frame_bytes: the largest frame body, ``1..=2**32 - 1``.
+        max_line_bytes: the longest JSON line (newline excluded),
+            ``1..=2**63 - 1``; a longer line is listed as corrupt, never held.
+    """
 
 @final
 class ReplayReducer:
@@ -198,8 +220,15 @@ def replay(
     strict: bool | None = None,
     *,
     max_frame_bytes: int = 67108864,
+    max_line_bytes: int = 67108864,
 ) -> ReplayResult:
-    """Replay one journal: a path, a framed buffer or an iterable of records."""
+    """Replay one journal: a path, a framed buffer or an iterable of records.
+
+    ``max_line_bytes`` (``1..=2**63 - 1``) is the longest line of a ``.jsonl``
+    journal (newline excluded); a longer line is corruption, never held.
+    The other options are those of :class:`ReplayReducer`, which reads no
+    JSON lines and so takes no ``max_line_bytes``.
+    """
 
 def replay_many(
     sources: Iterable[Any],
@@ -211,6 +240,7 @@ def replay_many(
     missing_content_policy: MissingContentPolicy = "fail",
     strict: bool | None = None,
     max_frame_bytes: int = 67108864,
+    max_line_bytes: int = 67108864,
 ) -> list[Any]:
     """Replay many journals in parallel with the GIL released; results in order.
 

@@ -1,6 +1,6 @@
 //! Argument conversions shared by the bindings: text, integers, argument
 //! names, and the typed options (`FromPyObject` for the core's string options
-//! [`Mode`], [`Policy`] and [`Fsync`], for [`Strict`] and [`MaxFrameBytes`]).
+//! [`Mode`], [`Policy`] and [`Fsync`], for [`Strict`], [`MaxFrameBytes`] and [`MaxLineBytes`]).
 //!
 //! They follow `notes/api.md`: a text argument is a `str` (subclasses
 //! allowed) without lone surrogates; an integer argument is an `int` that is
@@ -17,6 +17,7 @@ use pyo3::types::{PyBool, PyBytes, PyInt, PyString};
 use crate::error::{Choice, Error};
 use crate::frames;
 use crate::journal::Fsync;
+use crate::jsonl;
 use crate::py::errors::to_pyerr;
 use crate::replay::{Mode, Policy};
 
@@ -138,6 +139,29 @@ impl<'a, 'py> FromPyObject<'a, 'py> for MaxFrameBytes {
             None => Err(frames::max_frame_out_of_range(int_shown(&obj))),
         };
         limit.map(MaxFrameBytes).map_err(|err| raise(err, &obj))
+    }
+}
+
+/// The `max_line_bytes` argument: an `int` in the core's range
+/// ([`jsonl::max_line_bytes`]); its default is the core's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaxLineBytes(pub u64);
+
+impl Default for MaxLineBytes {
+    fn default() -> Self {
+        MaxLineBytes(jsonl::DEFAULT_MAX_LINE)
+    }
+}
+
+impl<'a, 'py> FromPyObject<'a, 'py> for MaxLineBytes {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        let limit = match int(&obj, Arg::Name("max_line_bytes"))? {
+            Some(limit) => jsonl::max_line_bytes(Some(limit)),
+            None => Err(jsonl::max_line_out_of_range(int_shown(&obj))),
+        };
+        limit.map(MaxLineBytes).map_err(|err| raise(err, &obj))
     }
 }
 

@@ -18,7 +18,7 @@ use crate::journal::{
     self, BatchReader, Commit, Format, Fsync, GivenSeq, Numbering, ReadOptions, SharedWriter,
     Snapshot,
 };
-use crate::py::args::{int_shown, raise, type_error, Arg, Given, MaxFrameBytes};
+use crate::py::args::{int_shown, raise, type_error, Arg, Given, MaxFrameBytes, MaxLineBytes};
 use crate::py::cache;
 use crate::py::errors::{already_executing, to_pyerr};
 
@@ -338,6 +338,7 @@ enum ReaderState {
         /// None: left out (the core's default).
         strict: Option<Py<PyAny>>,
         max_frame_bytes: Option<Py<PyAny>>,
+        max_line_bytes: Option<Py<PyAny>>,
     },
     Reading(BatchReader),
     Done,
@@ -349,6 +350,7 @@ impl ReaderState {
             path,
             strict,
             max_frame_bytes,
+            max_line_bytes,
         } = pending
         else {
             return Ok(ReaderState::Done);
@@ -363,6 +365,8 @@ impl ReaderState {
         }
         let given = Given(max_frame_bytes.as_ref().map(|v| v.bind(py).clone()));
         options.max_frame = given.or_default::<MaxFrameBytes>()?.0;
+        let given = Given(max_line_bytes.as_ref().map(|v| v.bind(py).clone()));
+        options.max_line = given.or_default::<MaxLineBytes>()?.0;
         let reader = py.detach(|| BatchReader::open(&os_path, options))?;
         Ok(ReaderState::Reading(reader))
     }
@@ -453,19 +457,21 @@ impl JournalReader {
 /// streamed (GIL released while reading), never held whole.
 #[pyfunction]
 #[pyo3(
-    signature = (path, *, strict = Given(None), max_frame_bytes = Given(None)),
-    text_signature = "(path, *, strict=True, max_frame_bytes=67108864)"
+    signature = (path, *, strict = Given(None), max_frame_bytes = Given(None), max_line_bytes = Given(None)),
+    text_signature = "(path, *, strict=True, max_frame_bytes=67108864, max_line_bytes=67108864)"
 )]
 pub fn read_journal(
     path: &Bound<'_, PyAny>,
     strict: Given<'_>,
     max_frame_bytes: Given<'_>,
+    max_line_bytes: Given<'_>,
 ) -> JournalReader {
     JournalReader {
         state: Mutex::new(ReaderState::Pending {
             path: path.clone().unbind(),
             strict: strict.0.map(Bound::unbind),
             max_frame_bytes: max_frame_bytes.0.map(Bound::unbind),
+            max_line_bytes: max_line_bytes.0.map(Bound::unbind),
         }),
     }
 }
@@ -482,19 +488,21 @@ pub fn read_journal(
 /// record when msgspec decodes it.
 #[pyfunction]
 #[pyo3(
-    signature = (path, *, max_frame_bytes = Given(None)),
-    text_signature = "(path, *, max_frame_bytes=67108864)"
+    signature = (path, *, max_frame_bytes = Given(None), max_line_bytes = Given(None)),
+    text_signature = "(path, *, max_frame_bytes=67108864, max_line_bytes=67108864)"
 )]
 pub fn inspect_journal<'py>(
     py: Python<'py>,
     path: &Bound<'py, PyAny>,
     max_frame_bytes: Given<'py>,
+    max_line_bytes: Given<'py>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let MaxFrameBytes(limit) = max_frame_bytes.or_default()?;
+    let MaxLineBytes(line_limit) = max_line_bytes.or_default()?;
     path_type(py)?.call1((path,))?;
     let (os_path, _) = os_path(path)?;
     let found = py
-        .detach(|| journal::inspect_path(&os_path, limit, crate::jsonl::DEFAULT_MAX_LINE))
+        .detach(|| journal::inspect_path(&os_path, limit, line_limit))
         .map_err(crate::error::Error::from)?;
     let kinds = PyDict::new(py);
     for (kind, count) in &found.kinds {

@@ -12,7 +12,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyMemoryView, PyString, PyTuple};
 
 use crate::pipeline::{self, Job};
-use crate::py::args::{int_in_range, type_error, Arg, Given, MaxFrameBytes, Strict};
+use crate::py::args::{int_in_range, type_error, Arg, Given, MaxFrameBytes, MaxLineBytes, Strict};
 use crate::py::cache;
 use crate::py::digest::encode_canonical;
 use crate::py::errors::{to_pyerr, unexpected_keyword};
@@ -395,12 +395,14 @@ impl ReplayReducer {
 /// `source` is a path (`.jsonl` for JSON lines, anything else framed `.rcj`,
 /// streamed with bounded memory), the bytes of a framed journal, or an
 /// iterable of records (or their msgpack bytes). Paths and buffers are read
-/// and reduced with the GIL released.
+/// and reduced with the GIL released. A JSON line longer than
+/// `max_line_bytes` is corruption (SPEC 6.2), found without holding it.
 #[pyfunction]
 #[pyo3(
-    signature = (source, mode = Given(None), available_content_refs = None, missing_content_policy = Given(None), strict = None, *, max_frame_bytes = Given(None)),
-    text_signature = "(source, mode='resume', available_content_refs=None, missing_content_policy='fail', strict=None, *, max_frame_bytes=67108864)"
+    signature = (source, mode = Given(None), available_content_refs = None, missing_content_policy = Given(None), strict = None, *, max_frame_bytes = Given(None), max_line_bytes = Given(None)),
+    text_signature = "(source, mode='resume', available_content_refs=None, missing_content_policy='fail', strict=None, *, max_frame_bytes=67108864, max_line_bytes=67108864)"
 )]
+#[allow(clippy::too_many_arguments)] // the Python signature's arguments
 pub fn replay<'py>(
     py: Python<'py>,
     source: &Bound<'py, PyAny>,
@@ -409,14 +411,16 @@ pub fn replay<'py>(
     missing_content_policy: Given<'py>,
     strict: Option<&Bound<'py, PyAny>>,
     max_frame_bytes: Given<'py>,
+    max_line_bytes: Given<'py>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let options = replay_options(
+    let mut options = replay_options(
         &mode,
         available_content_refs,
         &missing_content_policy,
         strict,
         &max_frame_bytes,
     )?;
+    options.max_line = max_line_bytes.or_default::<MaxLineBytes>()?.0;
     match prepare(source)? {
         Some(job) => {
             let outcome = py.detach(|| job.replay(&options))?;
@@ -452,14 +456,15 @@ fn prepare(source: &Bound<'_, PyAny>) -> PyResult<Option<Job>> {
 /// (None for `available_content_refs` or `strict` is as good as leaving it
 /// out). A keyword `replay` does not take is refused as `replay` refuses it.
 fn options_from_kwargs(kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Options> {
-    const NAMES: [&str; 5] = [
+    const NAMES: [&str; 6] = [
         "mode",
         "available_content_refs",
         "missing_content_policy",
         "strict",
         "max_frame_bytes",
+        "max_line_bytes",
     ];
-    let mut given: [Option<Bound<'_, PyAny>>; 5] = Default::default();
+    let mut given: [Option<Bound<'_, PyAny>>; 6] = Default::default();
     if let Some(kwargs) = kwargs {
         for (key, value) in kwargs.iter() {
             let name: String = key.extract()?;
@@ -469,16 +474,18 @@ fn options_from_kwargs(kwargs: Option<&Bound<'_, PyDict>>) -> PyResult<Options> 
             }
         }
     }
-    let [mode, available, policy, strict, max_frame] = given;
+    let [mode, available, policy, strict, max_frame, max_line] = given;
     let available = available.filter(|v| !v.is_none());
     let strict = strict.filter(|v| !v.is_none());
-    replay_options(
+    let mut options = replay_options(
         &Given(mode),
         available.as_ref(),
         &Given(policy),
         strict.as_ref(),
         &Given(max_frame),
-    )
+    )?;
+    options.max_line = Given(max_line).or_default::<MaxLineBytes>()?.0;
+    Ok(options)
 }
 
 /// Replay many journals in parallel (GIL released); results in source order.

@@ -352,16 +352,19 @@ def read_journal(
     *,
     strict: bool = True,
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
 ) -> Iterator[JournalRecord]:
     """Iterate the records of a journal file, in file order.
 
     Torn tails are ignored; corruption (a damaged frame, a corrupt JSON
-    line) raises :class:`JournalCorruption`, or is skipped when
-    ``strict=False``.
+    line, a line longer than ``max_line_bytes``) raises
+    :class:`JournalCorruption`, or is skipped when ``strict=False``.
     """
-    data = Path(path).read_bytes()
+    source = Path(path)
+    in_range(max_line_bytes, "max_line_bytes", 1, 2**63 - 1)
+    data = source.read_bytes()
     if journal_format(path) == "jsonl":
-        for line in iter_json_lines(data):
+        for line in iter_json_lines(data, max_line_bytes=max_line_bytes):
             if line.record is not None:
                 yield line.record
             elif line.kind == "corrupt" and strict:
@@ -376,6 +379,7 @@ def inspect_journal(
     path: str | os.PathLike[str],
     *,
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
 ) -> dict[str, Any]:
     """Count what a journal holds without replaying it.
 
@@ -384,7 +388,8 @@ def inspect_journal(
     read skips it), never raised, except a missing ``RCJ1`` magic
     (:class:`JournalCorruption`); a JSON line counts as a record when it
     decodes to one, a corrupt one is listed in ``corrupt_ranges`` too and
-    counts in ``skipped_lines`` with the blank ones, a torn last line in
+    counts in ``skipped_lines`` with the blank ones (a line longer than
+    ``max_line_bytes`` is corrupt), a torn last line in
     ``torn_tail_bytes``. ``first_journal_seq`` and ``last_journal_seq`` are those
     of the first and last record in file order (0 without records); ``kinds``
     counts records per kind, sorted by kind; ``bytes`` is the file's size.
@@ -393,6 +398,7 @@ def inspect_journal(
     5
     """
     in_range(max_frame_bytes, "max_frame_bytes", 1, 2**32 - 1)
+    in_range(max_line_bytes, "max_line_bytes", 1, 2**63 - 1)
     data = Path(path).read_bytes()
     fmt = journal_format(path)
     kinds: dict[str, int] = {}
@@ -407,7 +413,7 @@ def inspect_journal(
         kinds[record.kind] = kinds.get(record.kind, 0) + 1
 
     if fmt == "jsonl":
-        for line in iter_json_lines(data):
+        for line in iter_json_lines(data, max_line_bytes=max_line_bytes):
             if line.record is not None:
                 seen(line.record)
             elif line.kind == "torn":

@@ -43,6 +43,7 @@ from replaycore.records import (
 )
 from replaycore.reference.journal import (
     DEFAULT_MAX_FRAME_BYTES,
+    DEFAULT_MAX_LINE_BYTES,
     decode_record,
     iter_frames,
     iter_json_lines,
@@ -457,12 +458,13 @@ class ReplayReducer:
                     f"{event.reason}; skipped bytes {event.offset}..{event.end}",
                 )
 
-    def _apply_json_lines(self, data: bytes) -> None:
+    def _apply_json_lines(self, data: bytes, max_line_bytes: int) -> None:
         """SPEC 6.2: blank lines are counted, a torn last line is counted in
-        ``torn_tail_bytes``, a corrupt line raises ``JournalCorruption`` when
+        ``torn_tail_bytes``, a corrupt line (one longer than
+        ``max_line_bytes`` included) raises ``JournalCorruption`` when
         strict, else becomes a ``journal_corruption`` repair (and counts in
         ``skipped_lines``)."""
-        for line in iter_json_lines(data):
+        for line in iter_json_lines(data, max_line_bytes=max_line_bytes):
             if line.record is not None:
                 self._apply(line.record, _digest(encode_canonical(line.record)))
             elif line.kind == "blank":
@@ -489,12 +491,15 @@ def replay(
     strict: bool | None = None,
     *,
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
 ) -> ReplayResult:
     """Replay one journal and return its :class:`~replaycore.ReplayResult`.
 
     ``source`` is a path (``.jsonl`` for JSON lines, anything else framed
     ``.rcj``), the bytes of a framed journal, or an iterable of records (or
-    their msgpack bytes). Options are those of :class:`ReplayReducer`.
+    their msgpack bytes). ``max_line_bytes`` is the longest line of a
+    ``.jsonl`` journal (a longer one is corruption); the other options are
+    those of :class:`ReplayReducer`, which reads no JSON lines.
     """
     reducer = ReplayReducer(
         mode,
@@ -503,10 +508,11 @@ def replay(
         strict,
         max_frame_bytes=max_frame_bytes,
     )
+    in_range(max_line_bytes, "max_line_bytes", 1, 2**63 - 1)
     if isinstance(source, str | os.PathLike):
         data = Path(source).read_bytes()
         if journal_format(source) == "jsonl":
-            reducer._apply_json_lines(data)
+            reducer._apply_json_lines(data, max_line_bytes)
         else:
             reducer._apply_framed(data)
     elif isinstance(source, bytes | bytearray | memoryview):
