@@ -648,7 +648,8 @@ def _parser(out: TextIO) -> _Parser:
         prog="replaycore",
         description=f"Replay and inspect run journals (backend: {BACKEND}).",
         epilog="Exit codes: 0 complete or clean, 1 repair needed or damaged, "
-        "2 unreadable input or a bad argument, 130 interrupted.",
+        "2 unreadable input or a bad argument, 130 interrupted, 141 the reader of the "
+        "output went away (a closed pipe).",
         out=out,
     )
     parser.add_argument("--version", action="store_true", help="print the version and exit")
