@@ -128,6 +128,21 @@ def report(label: str, grown: int, largest: int, records: int | None = None) -> 
         print(f"  {label:<20} +{grown / 2**20:8.1f} MiB, {grown / largest:5.2f}x the record")
 
 
+def one_big_record(path: Path, limit: str, size: int, records: int) -> None:
+    """Replay and inspect ``path`` (whose largest record is ``size`` bytes,
+    ``records`` in all) on each backend with the ``limit`` option set."""
+    for name, module in BACKENDS.items():
+        grown = growth_bytes(
+            f"r = {module}.replay({str(path)!r}, {limit}); assert r.records_applied == {records}"
+        )
+        report(f"{name} replay", grown, size)
+        grown = growth_bytes(
+            f"s = {module}.inspect_journal({str(path)!r}, {limit}); "
+            f"assert s['records'] == {records}"
+        )
+        report(f"{name} inspect", grown, size)
+
+
 def main(argv: list[str]) -> int:
     records = int(argv[1]) if len(argv) > 1 else 1_000_000
     megabytes = int(argv[2]) if len(argv) > 2 else 200
@@ -153,35 +168,14 @@ def main(argv: list[str]) -> int:
 
         jsonl = Path(tmp) / "long.jsonl"
         line = write_long_line_journal(jsonl, megabytes)
-        limit = line + 1
         print(f"JSON lines journal: one line of {line / 1e6:.1f} MB ({line // 2:,} small ints)")
-        for name, module in BACKENDS.items():
-            grown = growth_bytes(
-                f"r = {module}.replay({str(jsonl)!r}, max_line_bytes={limit}); "
-                "assert r.records_applied == 3"
-            )
-            report(f"{name} replay", grown, line)
-            grown = growth_bytes(
-                f"s = {module}.inspect_journal({str(jsonl)!r}, max_line_bytes={limit}); "
-                "assert s['records'] == 3"
-            )
-            report(f"{name} inspect", grown, line)
+        one_big_record(jsonl, f"max_line_bytes={line + 1}", line, 3)
 
         big = Path(tmp) / "big.rcj"
         body = write_big_frame_journal(big, megabytes // 2)
         ints = megabytes // 2 * 1_000_000
         print(f"framed journal: one frame of {body / 1e6:.1f} MB ({ints:,} small ints)")
-        for name, module in BACKENDS.items():
-            grown = growth_bytes(
-                f"r = {module}.replay({str(big)!r}, max_frame_bytes={body}); "
-                "assert r.records_applied == 1"
-            )
-            report(f"{name} replay", grown, body)
-            grown = growth_bytes(
-                f"s = {module}.inspect_journal({str(big)!r}, max_frame_bytes={body}); "
-                "assert s['records'] == 1"
-            )
-            report(f"{name} inspect", grown, body)
+        one_big_record(big, f"max_frame_bytes={body}", body, 1)
     return 0
 
 
