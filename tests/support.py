@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -298,3 +299,33 @@ def race_execute(
                 proc.kill()
     assert [proc.exitcode for proc in procs] == [0] * processes
     return messages, log.read_text().splitlines() if log.exists() else []
+
+
+def crash_while_writing(
+    server: Any,
+    write: Callable[[Any], None],
+    acked: dict[Any, list[Any]],
+    failed: dict[Any, Any],
+    minimum: int,
+) -> None:
+    """Run ``write(key)`` in a thread per key of ``acked`` until every key
+    has ``minimum`` acknowledged writes, then crash ``server`` (``crash()``,
+    ``start()``, ``running``) under them and wait for every writer to stop.
+    The writers append what returned to ``acked[key]`` and put what raised in
+    ``failed[key]``; none may fail before the crash. The server is running
+    again afterwards, whatever happened."""
+    threads = [threading.Thread(target=write, args=(key,), daemon=True) for key in acked]
+    try:
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + PROCESS_TIMEOUT
+        while min(len(done) for done in acked.values()) < minimum:
+            assert time.monotonic() < deadline, {k: len(v) for k, v in acked.items()}
+            assert not failed, failed
+            time.sleep(0.01)
+        server.crash()
+        for thread in threads:
+            thread.join(PROCESS_TIMEOUT)
+    finally:
+        if not server.running:
+            server.start()

@@ -65,6 +65,7 @@ from replaycore.types import PutOutcome, Scope, StoreStats
 from support import (
     PROCESS_TIMEOUT,
     SPAWN,
+    crash_while_writing,
     race_execute,
     run_processes,
     table,
@@ -469,21 +470,7 @@ def test_a_crash_during_writes_keeps_every_acknowledged_write(pg_server, pg_dsn,
             except BaseException as exc:
                 failed[kind] = (i, exc)
 
-        threads = [threading.Thread(target=write, args=(kind,), daemon=True) for kind in ops]
-        try:
-            for thread in threads:
-                thread.start()
-            deadline = time.monotonic() + PROCESS_TIMEOUT
-            while min(len(done) for done in acked.values()) < 50:
-                assert time.monotonic() < deadline, {k: len(v) for k, v in acked.items()}
-                assert not failed, failed
-                time.sleep(0.01)
-            pg_server.crash()
-            for thread in threads:
-                thread.join(PROCESS_TIMEOUT)
-        finally:
-            if not pg_server.running:
-                pg_server.start()
+        crash_while_writing(pg_server, write, acked, failed, 50)
         assert sorted(failed) == sorted(ops)
         for kind, (_, exc) in failed.items():
             assert_unavailable(exc)
@@ -804,35 +791,35 @@ BAD_SCHEMAS = [
 ]
 
 
-@pytest.mark.parametrize("kind", STORES)
-@pytest.mark.parametrize("schema", BAD_SCHEMAS)
-def test_a_bad_schema_name_is_refused_and_nothing_is_made(kind, schema, pg_server, pg_dsn):
+def assert_schema_refused(
+    kind: str, schema: Any, error: type[Exception], pg_server: PostgresServer, pg_dsn: str
+) -> None:
+    """Opening a store of ``kind`` on ``schema`` raises ``error`` naming the
+    argument, and no schema is made."""
     before = namespaces(pg_server)
-    with pytest.raises(bad_argument(kind)) as info:
+    with pytest.raises(error) as info:
         STORES[kind](pg_dsn, schema=schema)
     assert argument_of(info.value) == "schema"
     assert namespaces(pg_server) == before
+
+
+@pytest.mark.parametrize("kind", STORES)
+@pytest.mark.parametrize("schema", BAD_SCHEMAS)
+def test_a_bad_schema_name_is_refused_and_nothing_is_made(kind, schema, pg_server, pg_dsn):
+    assert_schema_refused(kind, schema, bad_argument(kind), pg_server, pg_dsn)
 
 
 @pytest.mark.parametrize("kind", STORES)
 @pytest.mark.parametrize("schema", [5, None, b"replaycore"])
 def test_a_schema_that_is_not_a_string_is_refused(kind, schema, pg_server, pg_dsn):
-    before = namespaces(pg_server)
-    with pytest.raises(bad_argument_type(kind)) as info:
-        STORES[kind](pg_dsn, schema=schema)
-    assert argument_of(info.value) == "schema"
-    assert namespaces(pg_server) == before
+    assert_schema_refused(kind, schema, bad_argument_type(kind), pg_server, pg_dsn)
 
 
 @pytest.mark.parametrize("kind", STORES)
 @pytest.mark.parametrize("schema", ["pg_replaycore", "pg_catalog"])
 def test_a_schema_name_postgresql_reserves_is_an_invalid_argument(kind, schema, pg_server, pg_dsn):
     """PostgreSQL refuses to create schemas named pg_*: a bad argument, not an outage."""
-    before = namespaces(pg_server)
-    with pytest.raises(bad_argument(kind)) as info:
-        STORES[kind](pg_dsn, schema=schema)
-    assert argument_of(info.value) == "schema"
-    assert namespaces(pg_server) == before
+    assert_schema_refused(kind, schema, bad_argument(kind), pg_server, pg_dsn)
 
 
 @pytest.mark.parametrize("kind", STORES)

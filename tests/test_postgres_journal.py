@@ -88,6 +88,7 @@ from replaycore.records import (
 from support import (
     PROCESS_TIMEOUT,
     SPAWN,
+    crash_while_writing,
     run_processes,
     table,
 )
@@ -1324,21 +1325,7 @@ def test_a_crash_during_appends_keeps_every_acknowledged_record_and_a_retry_is_h
                     return
                 i += 1
 
-        threads = [threading.Thread(target=write, args=(run,), daemon=True) for run in acked]
-        try:
-            for thread in threads:
-                thread.start()
-            deadline = time.monotonic() + PROCESS_TIMEOUT
-            while min(len(done) for done in acked.values()) < 40:
-                assert time.monotonic() < deadline
-                assert not failed, failed
-                time.sleep(0.01)
-            pg_server.crash()
-            for thread in threads:
-                thread.join(PROCESS_TIMEOUT)
-        finally:
-            if not pg_server.running:
-                pg_server.start()
+        crash_while_writing(pg_server, write, acked, failed, 40)
         assert sorted(failed) == sorted(acked)
         for run, (pair, exc) in failed.items():
             assert isinstance(exc, StoreUnavailable), repr(exc)
