@@ -424,14 +424,20 @@ _DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | os.O_NOFOLLOW
 def _open_run_dir(directory: Path) -> int:
     """The run directory's descriptor, created (with its parents) when
     missing; a run directory that is a link is refused."""
-    for _ in range(2):
+
+    def opened() -> int:
         try:
             return os.open(directory, _DIRECTORY_FLAGS)
         except FileNotFoundError:
-            _make_dirs(directory)
+            raise
         except OSError as exc:
             raise _no_link(directory, exc, "the run directory") from exc
-    return os.open(directory, _DIRECTORY_FLAGS)
+
+    try:
+        return opened()
+    except FileNotFoundError:
+        _make_dirs(directory)
+    return opened()
 
 
 def _open_for_append(path: Path) -> int:

@@ -141,10 +141,8 @@ def _lease(value: Any) -> RunLease:
 
 def _numbered(sql: str) -> bytes:
     """``sql`` with its ``%s`` placeholders numbered ``$1``, ``$2``, ... (libpq's)."""
-    parts = sql.split("%s")
-    return (
-        "".join(f"{part}${i}" for i, part in enumerate(parts[:-1], 1)).encode() + parts[-1].encode()
-    )
+    first, *rest = sql.split("%s")
+    return (first + "".join(f"${i}{part}" for i, part in enumerate(rest, 1))).encode()
 
 
 def _header(body: bytes) -> bytes:
