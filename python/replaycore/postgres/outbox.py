@@ -4,6 +4,7 @@ machines drain one outbox, and no two of them ever hold the same message."""
 from __future__ import annotations
 
 import builtins
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -49,6 +50,11 @@ _COLUMNS = (
 )
 
 
+# Ids and claim tokens this store makes: 32 lowercase hex digits.
+_HEX = re.compile("[0-9a-f]{32}")
+_HEX_LIST = re.compile("[0-9a-f]{32}(?:,[0-9a-f]{32})*")
+
+
 def _utf8(raw: bytes | None) -> str | None:
     return None if raw is None else bytes(raw).decode()
 
@@ -65,7 +71,8 @@ def _message(row: tuple[Any, ...]) -> OutboxMessage:
         attempt_count=row[7],
         max_attempts=row[8],
         claimed_by=_utf8(row[9]),
-        claim_token=row[10],
+        # a delivered row keeps the token that delivered it (see _ack_sql)
+        claim_token=row[10] if row[5] == "claimed" else None,
         lease_expires_at=row[11],
         last_error=_utf8(row[12]),
         created_at=row[13],
@@ -203,28 +210,35 @@ class PostgresOutbox(PostgresStore):
             "m.last_error, m.created_at, m.updated_at, m.seq"
         )
         # Acks: delivered while the token holds the claim, within the lanes
-        # that start with the prefix (ScopedOutbox). A message has a token only
-        # while it is claimed (every other status clears it), so the token
-        # match is the whole test. The ids are probed through their unique
-        # index (= ANY) instead of walking the partial index of claimed rows,
-        # and each row's pair "id:token" (both hex, so ":" cannot be forged)
-        # must be one of those acked; the token is read before it is cleared.
+        # that start with the prefix (ScopedOutbox). Each (id, token) pair is
+        # probed through the key's index (a join with the pairs unnested)
+        # instead of walking the partial index of claimed rows. A delivered
+        # row keeps its token (``_message`` shows None for it), so the UPDATE
+        # returns the token that matched without locking the rows first: a
+        # ``SELECT ... FOR UPDATE`` before it wrote a lock record to the WAL
+        # for every message. A concurrent ack of the same claim waits for the
+        # row, then finds it no longer claimed. "Claimed" is tested as "has a
+        # lease" (only a claimed row has one: every other status clears it)
+        # because with ``status = 'claimed'`` the planner may walk the partial
+        # index of claimed rows, dead entries included, instead of the key.
         ack_sql = (
-            f"WITH t AS (SELECT {_NOW} AS now), "
-            f"hit AS (SELECT ctid, claim_token FROM {table} WHERE {{match}} "
-            "AND substring(lane FROM 1 FOR %(prefix_len)s) = %(prefix)s FOR UPDATE) "
-            f"UPDATE {table} m SET status = 'delivered', claim_token = NULL, "
-            "lease_expires_at = NULL, updated_at = t.now FROM t, hit WHERE m.ctid = hit.ctid "
-            "RETURNING m.outbox_id, hit.claim_token"
+            f"WITH t AS (SELECT {_NOW} AS now) "
+            f"UPDATE {table} m SET status = 'delivered', lease_expires_at = NULL, "
+            "updated_at = t.now FROM t{pairs} WHERE {match} AND m.lease_expires_at IS NOT NULL "
+            "AND substring(m.lane FROM 1 FOR %(prefix_len)s) = %(prefix)s "
+            "RETURNING m.outbox_id, m.claim_token"
         )
         self._ack_sql = ack_sql.format(
-            match="outbox_id = ANY(%(ids)s::text[]) "
-            "AND outbox_id || ':' || claim_token = ANY(%(pairs)s::text[])"
+            pairs=", unnest(string_to_array(%(ids)s::text, ','), "
+            "string_to_array(%(tokens)s::text, ',')) AS a(id, token)",
+            match="m.outbox_id = a.id AND m.claim_token = a.token",
         )
         # One claim has its own statement: the server's generic plan for
         # arrays is costed for ten elements, dearer than a custom plan for
         # one, so acks of one message were planned again on every call.
-        self._ack_one_sql = ack_sql.format(match="outbox_id = %(id)s AND claim_token = %(token)s")
+        self._ack_one_sql = ack_sql.format(
+            pairs="", match="m.outbox_id = %(id)s AND m.claim_token = %(token)s"
+        )
         self._nack_sql = (
             f"WITH t AS (SELECT {_NOW} AS now) "
             f"UPDATE {table} m SET "
@@ -370,7 +384,13 @@ class PostgresOutbox(PostgresStore):
     def _ack(
         self, claims: builtins.list[tuple[str, str | None]], now: int | None, prefix: str
     ) -> builtins.list[bool]:
+        # Sorted, so concurrent acks of overlapping claims lock rows in one order.
         wanted = sorted({(i, t) for i, t in claims if t is not None})
+        ids, tokens = ",".join(i for i, _ in wanted), ",".join(t for _, t in wanted)
+        if len(wanted) > 1 and not (_HEX_LIST.fullmatch(ids) and _HEX_LIST.fullmatch(tokens)):
+            # An id or token this store never made holds no claim.
+            wanted = [(i, t) for i, t in wanted if _HEX.fullmatch(i) and _HEX.fullmatch(t)]
+            ids, tokens = ",".join(i for i, _ in wanted), ",".join(t for _, t in wanted)
         if not wanted:
             return [False] * len(claims)
         raw_prefix = prefix.encode()
@@ -379,8 +399,9 @@ class PostgresOutbox(PostgresStore):
             ((params["id"], params["token"]),) = wanted
             rows = self._engine.rows(self._ack_one_sql, params)
         else:
-            params["ids"] = sorted({i for i, _ in wanted})
-            params["pairs"] = [f"{i}:{t}" for i, t in wanted]
+            # The pairs travel as two comma-separated strings, split by the
+            # server: psycopg's array dumper cost more than the ack's SQL.
+            params["ids"], params["tokens"] = ids, tokens
             rows = self._engine.rows(self._ack_sql, params)
         return first_acks(claims, {(i, t) for i, t in rows})
 
