@@ -320,6 +320,9 @@ pub struct Writer {
     file: File,
     fsync: Fsync,
     last_seq: i64,
+    /// Where the file ends: appends know it without asking the OS (an
+    /// `lseek` per append cost as much as encoding a record).
+    end: u64,
 }
 
 impl Writer {
@@ -357,6 +360,7 @@ impl Writer {
             file,
             fsync,
             last_seq: 0,
+            end: 0,
         };
         writer.last_seq = writer.prepare(Format::of(path), max_frame)?;
         Ok(writer)
@@ -374,6 +378,7 @@ impl Writer {
                     self.file.seek(SeekFrom::Start(0))?;
                     self.file.write_all(frames::MAGIC)?;
                     self.sync()?;
+                    self.end = frames::MAGIC.len() as u64;
                     return Ok(0);
                 }
                 ScanEnd::End { end, last_seq } => (end, last_seq),
@@ -394,7 +399,7 @@ impl Writer {
             self.file.set_len(end)?;
             self.sync()?;
         }
-        self.file.seek(SeekFrom::End(0))?;
+        self.end = self.file.seek(SeekFrom::End(0))?;
         Ok(last)
     }
 
@@ -408,7 +413,7 @@ impl Writer {
     /// file is cut back to where it ended, so a later append cannot land after
     /// half a record.
     pub fn append(&mut self, bytes: &[u8], last_seq: i64) -> io::Result<()> {
-        let before = self.file.stream_position()?;
+        let before = self.end;
         let written = self.file.write_all(bytes).and_then(|()| {
             if self.fsync == Fsync::Always {
                 self.file.sync_all()
@@ -424,6 +429,7 @@ impl Writer {
                 .and_then(|()| self.file.seek(SeekFrom::Start(before)));
             return Err(err);
         }
+        self.end = before + bytes.len() as u64;
         self.last_seq = last_seq;
         Ok(())
     }

@@ -154,6 +154,19 @@ def test_structs_are_keyword_only_and_frozen():
         rec.run_id = "other"  # type: ignore[misc]
 
 
+def test_records_are_left_out_of_the_cycle_collector():
+    # A journal read or written in bulk holds many records; the collector
+    # walking them cost more than encoding them (see JournalRecord).
+    import gc
+
+    record = records.JournalRecord(
+        run_id="r", record_id="x", journal_seq=1, payload=records.Custom(name="n", data={"a": [1]})
+    )
+    assert not gc.is_tracked(record)
+    assert not gc.is_tracked(record.payload)
+    assert gc.is_tracked(record.payload.data)  # the caller's containers still are
+
+
 def test_unknown_fields_are_ignored():
     raw = {
         "schema": 1,

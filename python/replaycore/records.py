@@ -60,7 +60,7 @@ SCHEMA_VERSION = 1
 Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 
 
-class _Payload(msgspec.Struct, kw_only=True, frozen=True, tag_field="kind"):
+class _Payload(msgspec.Struct, kw_only=True, frozen=True, gc=False, tag_field="kind"):
     """Base of the payload kinds; the tag (``kind``) names the record kind."""
 
     KINDS: ClassVar[tuple[str, ...]] = ()
@@ -83,7 +83,7 @@ class Checkpoint(_Payload, tag="checkpoint", kw_only=True, frozen=True):
     content_ref_manifest: list[str] = []
 
 
-class PendingSideEffect(msgspec.Struct, kw_only=True, frozen=True):
+class PendingSideEffect(msgspec.Struct, kw_only=True, frozen=True, gc=False):
     """A side effect a recovery pass found started but not finished."""
 
     effect_id: str
@@ -216,11 +216,18 @@ _Payload.KINDS = tuple(
 )
 
 
-class JournalRecord(msgspec.Struct, kw_only=True, frozen=True):
+class JournalRecord(msgspec.Struct, kw_only=True, frozen=True, gc=False):
     """One entry of a run's journal.
 
     ``journal_seq`` is the record's position (>= 1, strictly increasing);
     ``content_refs`` lists content-addressed blobs the record needs to replay.
+
+    Records and payloads are not tracked by Python's cycle collector
+    (msgspec ``gc=False``): a journal read or written in bulk holds
+    hundreds of thousands of them, and the collector walking them again and
+    again took more time than encoding them. They are values and cannot
+    form a cycle on their own; a ``Custom.data`` container that holds a
+    record which holds it would never be freed, so do not build one.
     """
 
     schema: Int64 = SCHEMA_VERSION

@@ -68,6 +68,16 @@ cached_object!(
     }
 );
 cached_object!(
+    /// `replaycore.records._CANONICAL_ENCODER.encode`: what
+    /// `records.encode_canonical` calls, without its Python frame (that
+    /// function runs only to raise its typed error when this one fails).
+    canonical_encode = |py| {
+        py.import("replaycore.records")?
+            .getattr("_CANONICAL_ENCODER")?
+            .getattr("encode")
+    }
+);
+cached_object!(
     /// `msgspec.structs.replace`.
     struct_replace = |py| py.import("msgspec.structs")?.getattr("replace")
 );
@@ -132,7 +142,10 @@ impl JournalWriter {
     fn encode(&self, record: &Bound<'_, PyAny>, index: usize, out: &mut Vec<u8>) -> PyResult<()> {
         let py = record.py();
         let encoded = match self.format {
-            Format::Rcj => cache::encode_canonical(py)?.call1((record,))?,
+            Format::Rcj => match canonical_encode(py)?.call1((record,)) {
+                Ok(encoded) => encoded,
+                Err(_) => cache::encode_canonical(py)?.call1((record,))?,
+            },
             Format::Jsonl => json_encode(py)?.call1((record,))?,
         };
         let encoded = encoded.cast::<PyBytes>()?;
@@ -151,10 +164,8 @@ impl JournalWriter {
     ) -> PyResult<Prepared<'py>> {
         let snapshot = self.writer.snapshot().map_err(|err| self.error(py, err))?;
         let mut numbering = Numbering::after(snapshot.last_seq);
-        let record_type = cache::journal_record_type(py)?;
         let mut bytes = Vec::new();
         let mut written = Vec::new();
-        let seq_name = pyo3::intern!(py, "journal_seq");
         for index in 0.. {
             let record = match items.get(index) {
                 Some(record) => record.clone(),
@@ -170,32 +181,7 @@ impl JournalWriter {
                     }
                 },
             };
-            if !record.is_instance(record_type)? {
-                let argument = format!("records[{index}]");
-                return Err(type_error(&record, Arg::Name(&argument), "a JournalRecord"));
-            }
-            let seq_obj = record.getattr(seq_name)?;
-            if !seq_obj.is_instance_of::<PyInt>() {
-                let argument = format!("records[{index}].journal_seq");
-                return Err(type_error(&seq_obj, Arg::Name(&argument), "an int"));
-            }
-            let given = match seq_obj.extract::<i64>() {
-                Ok(seq) => GivenSeq::Int(seq),
-                Err(_) => GivenSeq::Beyond(int_shown(&seq_obj)),
-            };
-            let record = match numbering
-                .number(index, &given)
-                .map_err(|err| raise(err, &seq_obj))?
-            {
-                Some(seq) => {
-                    let kwargs = PyDict::new(py);
-                    kwargs.set_item(seq_name, seq)?;
-                    struct_replace(py)?.call((&record,), Some(&kwargs))?
-                }
-                None => record,
-            };
-            self.encode(&record, index, &mut bytes)?;
-            written.push(record);
+            written.push(self.prepare_record(record, index, &mut numbering, &mut bytes)?);
         }
         Ok(Prepared {
             snapshot,
@@ -203,6 +189,46 @@ impl JournalWriter {
             last: numbering.last(),
             written,
         })
+    }
+
+    /// Check and number `records[index]` and encode it onto `bytes`; the
+    /// record as it will be written (a copy with its `journal_seq` when it is
+    /// numbered here).
+    fn prepare_record<'py>(
+        &self,
+        record: Bound<'py, PyAny>,
+        index: usize,
+        numbering: &mut Numbering,
+        bytes: &mut Vec<u8>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let py = record.py();
+        if !record.is_instance(cache::journal_record_type(py)?)? {
+            let argument = format!("records[{index}]");
+            return Err(type_error(&record, Arg::Name(&argument), "a JournalRecord"));
+        }
+        let seq_name = pyo3::intern!(py, "journal_seq");
+        let seq_obj = record.getattr(seq_name)?;
+        if !seq_obj.is_instance_of::<PyInt>() {
+            let argument = format!("records[{index}].journal_seq");
+            return Err(type_error(&seq_obj, Arg::Name(&argument), "an int"));
+        }
+        let given = match seq_obj.extract::<i64>() {
+            Ok(seq) => GivenSeq::Int(seq),
+            Err(_) => GivenSeq::Beyond(int_shown(&seq_obj)),
+        };
+        let record = match numbering
+            .number(index, &given)
+            .map_err(|err| raise(err, &seq_obj))?
+        {
+            Some(seq) => {
+                let kwargs = PyDict::new(py);
+                kwargs.set_item(seq_name, seq)?;
+                struct_replace(py)?.call((&record,), Some(&kwargs))?
+            }
+            None => record,
+        };
+        self.encode(&record, index, bytes)?;
+        Ok(record)
     }
 }
 
@@ -274,9 +300,20 @@ impl JournalWriter {
         py: Python<'py>,
         record: Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let records = PyList::new(py, [record])?;
-        let written = self.append_many(py, records.as_any())?;
-        written.get_item(0)
+        // append_many of one record, without the list.
+        let mut bytes = Vec::new();
+        loop {
+            let snapshot = self.writer.snapshot().map_err(|err| self.error(py, err))?;
+            let mut numbering = Numbering::after(snapshot.last_seq);
+            bytes.clear();
+            let written = self.prepare_record(record.clone(), 0, &mut numbering, &mut bytes)?;
+            let last = numbering.last();
+            match py.detach(|| self.writer.commit(&bytes, snapshot, last)) {
+                Ok(Commit::Done) => return Ok(written),
+                Ok(Commit::Stale) => continue, // another thread appended meanwhile
+                Err(err) => return Err(self.error(py, err)),
+            }
+        }
     }
 
     /// Append records in order with one write; returns them as written.
