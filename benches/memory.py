@@ -1,4 +1,4 @@
-"""Peak memory of replaying and inspecting journals, Rust core and reference.
+"""Peak memory of replaying, inspecting and converting journals, Rust core and reference.
 
 Usage: ``python benches/memory.py [RECORDS] [LINE_MB]`` (defaults 1,000,000
 and 200). Three journals are generated:
@@ -9,6 +9,12 @@ and 200). Three journals are generated:
   (100 million of them for 200 MB), the case SPEC 6.2 "Memory" names, and
 * a framed journal of one record holding the same integers (one byte each
   in msgpack, so a frame of LINE_MB / 2 megabytes).
+
+Each journal is replayed and inspected, and converted into the other
+format (``.rcj`` to ``.jsonl`` and back) as ``replaycore convert`` does
+(:func:`replaycore.cli._copy` over :func:`~replaycore.read_journal`; the
+command itself keeps the default 64 MiB limits, which the big records
+exceed). The reference converts with ``REPLAYCORE_BACKEND=python``.
 
 Each case runs in a fresh interpreter, which notes its resident set size
 after importing replaycore, runs the case, and reports its peak (``VmHWM``
@@ -26,6 +32,7 @@ keep every applied id to detect duplicates.
 from __future__ import annotations
 
 import json
+import os
 import struct
 import subprocess
 import sys
@@ -39,7 +46,9 @@ from replaycore.synthetic import write_synthetic_journal
 #: The child: its RSS before the case, and its peak after it, in KiB.
 PROBE = """
 import json, sys
-from replaycore import _core, reference
+from pathlib import Path
+from types import SimpleNamespace
+from replaycore import _core, cli, journal, reference
 
 def status(field):
     with open("/proc/self/status") as f:
@@ -53,15 +62,19 @@ print(json.dumps({{"before": before, "peak": status("VmHWM")}}))
 """
 ID_ARENA_BYTES = 14
 BACKENDS = {"rust": "_core", "reference": "reference"}
+#: What ``REPLAYCORE_BACKEND`` selects each backend behind the facade.
+FACADE = {"rust": "rust", "reference": "python"}
 
 
-def growth_bytes(action: str) -> int:
-    """Peak RSS growth of a fresh interpreter running ``action``, in bytes."""
+def growth_bytes(action: str, backend: str = "rust") -> int:
+    """Peak RSS growth of a fresh interpreter running ``action``, in bytes;
+    ``backend`` is the one behind the facade (``cli``, ``journal``)."""
     out = subprocess.run(
         [sys.executable, "-c", PROBE.format(action=action)],
         check=True,
         capture_output=True,
         text=True,
+        env={**os.environ, "REPLAYCORE_BACKEND": FACADE[backend]},
     )
     probe = json.loads(out.stdout.splitlines()[-1])
     return (probe["peak"] - probe["before"]) * 1024
@@ -128,19 +141,33 @@ def report(label: str, grown: int, largest: int, records: int | None = None) -> 
         print(f"  {label:<20} +{grown / 2**20:8.1f} MiB, {grown / largest:5.2f}x the record")
 
 
-def one_big_record(path: Path, limit: str, size: int, records: int) -> None:
-    """Replay and inspect ``path`` (whose largest record is ``size`` bytes,
-    ``records`` in all) on each backend with the ``limit`` option set."""
+def convert_growth(backend: str, path: Path, limits: str, records: int) -> int:
+    """Peak RSS growth of converting ``path`` into the other format, as
+    ``replaycore convert`` does, with the read limits ``limits`` set."""
+    target = path.with_name(f"converted-{backend}{'.rcj' if path.suffix == '.jsonl' else '.jsonl'}")
+    grown = growth_bytes(
+        f"n = cli._copy(journal.read_journal({str(path)!r}, {limits}), Path({str(target)!r}), "
+        f"SimpleNamespace(records=0)); assert n == {records}",
+        backend,
+    )
+    target.unlink()
+    return grown
+
+
+def one_big_record(path: Path, limits: str, size: int, records: int) -> None:
+    """Replay, inspect and convert ``path`` (whose largest record is ``size``
+    bytes, ``records`` in all) on each backend with the ``limits`` set."""
     for name, module in BACKENDS.items():
         grown = growth_bytes(
-            f"r = {module}.replay({str(path)!r}, {limit}); assert r.records_applied == {records}"
+            f"r = {module}.replay({str(path)!r}, {limits}); assert r.records_applied == {records}"
         )
         report(f"{name} replay", grown, size)
         grown = growth_bytes(
-            f"s = {module}.inspect_journal({str(path)!r}, {limit}); "
+            f"s = {module}.inspect_journal({str(path)!r}, {limits}); "
             f"assert s['records'] == {records}"
         )
         report(f"{name} inspect", grown, size)
+        report(f"{name} convert", convert_growth(name, path, limits, records), size)
 
 
 def main(argv: list[str]) -> int:
@@ -165,17 +192,27 @@ def main(argv: list[str]) -> int:
                 )
             grown = growth_bytes(f"{module}.inspect_journal({str(rcj)!r})")
             report(f"{name} inspect", grown, frame, records)
+            report(f"{name} convert", convert_growth(name, rcj, "", records), frame, records)
 
-        jsonl = Path(tmp) / "long.jsonl"
-        line = write_long_line_journal(jsonl, megabytes)
+        jsonl = write_synthetic_journal(Path(tmp) / "run.jsonl", records)
+        print(f"the same records as JSON lines: {jsonl.stat().st_size / 1e6:.1f} MB")
+        for name in BACKENDS:
+            grown = convert_growth(name, jsonl, "", records)
+            report(f"{name} convert", grown, frame, records)
+        jsonl.unlink()
+
+        long = Path(tmp) / "long.jsonl"
+        line = write_long_line_journal(long, megabytes)
         print(f"JSON lines journal: one line of {line / 1e6:.1f} MB ({line // 2:,} small ints)")
-        one_big_record(jsonl, f"max_line_bytes={line + 1}", line, 3)
+        # its converted record is a frame of half the line
+        limits = f"max_line_bytes={line + 1}, max_frame_bytes={line}"
+        one_big_record(long, limits, line, 3)
 
         big = Path(tmp) / "big.rcj"
         body = write_big_frame_journal(big, megabytes // 2)
         ints = megabytes // 2 * 1_000_000
         print(f"framed journal: one frame of {body / 1e6:.1f} MB ({ints:,} small ints)")
-        one_big_record(big, f"max_frame_bytes={body}", body, 1)
+        one_big_record(big, f"max_frame_bytes={body}, max_line_bytes={4 * body}", body, 1)
     return 0
 
 

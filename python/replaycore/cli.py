@@ -91,8 +91,14 @@ MAX_BENCH_RECORDS = 100_000_000
 MAX_BENCH_REPEAT = 1_000
 #: Bytes a generated record takes in a ``.rcj`` file, rounded up (~250 on average).
 BENCH_BYTES_PER_RECORD = 256
-#: Records per append when converting: what a conversion holds in memory.
+#: Records per append when converting, at most ...
 _CONVERT_BATCH = 10_000
+#: ... and bytes: a batch is appended once its records encode to this many
+#: bytes, so that a conversion holds a batch of small records or one big
+#: record, never a batch of big ones (SPEC 6.2 "Memory").
+_CONVERT_BATCH_BYTES = 1 << 20
+#: Measures a record: msgpack, its shortest encoding (order does not matter).
+_SIZE_ENCODER = msgspec.msgpack.Encoder()
 
 
 class _Failure(Exception):
@@ -335,12 +341,17 @@ def _replacing(target: Path) -> Iterator[Path]:
 
 
 def _batches(records: Iterable[JournalRecord]) -> Iterator[list[JournalRecord]]:
+    """``records`` in lists of at most :data:`_CONVERT_BATCH` records and,
+    but for a record that is bigger by itself, :data:`_CONVERT_BATCH_BYTES`."""
     batch: list[JournalRecord] = []
+    size = 0
     for record in records:
         batch.append(record)
-        if len(batch) >= _CONVERT_BATCH:
+        size += len(_SIZE_ENCODER.encode(record))
+        if len(batch) >= _CONVERT_BATCH or size >= _CONVERT_BATCH_BYTES:
             yield batch
-            batch = []
+            batch, size = [], 0
+        del record  # the batch holds it; once appended, nothing does
     if batch:
         yield batch
 
@@ -354,6 +365,7 @@ def _copy(records: Iterable[JournalRecord], path: Path, progress: Progress) -> i
             writer.append_many(batch)
             count += len(batch)
             progress.records = count
+            del batch  # before the next batch is read
     return count
 
 

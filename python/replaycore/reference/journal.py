@@ -22,6 +22,7 @@ while reading resynchronizes at the next valid frame.
 from __future__ import annotations
 
 import fcntl
+import io
 import os
 import re
 import struct
@@ -30,7 +31,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 import msgspec
 
@@ -53,10 +54,12 @@ __all__ = [
     "LineEvent",
     "decode_record",
     "encode_frame",
+    "framed_buffer",
     "inspect_journal",
     "iter_frames",
     "iter_json_lines",
     "journal_format",
+    "open_journal",
     "read_journal",
 ]
 
@@ -70,6 +73,10 @@ BODY_DOES_NOT_DECODE = "body does not decode to a record"
 #: around 1000 levels, depending on the Python stack.
 MAX_DEPTH = 256
 TOO_DEEP = f"nested more than {MAX_DEPTH} containers deep"
+#: Bytes read from a journal file at a time: the readers' buffer, and the
+#: piece in which a long line is read (SPEC 6.2 "Memory": a journal is read
+#: a record at a time through it, never held whole).
+_READ_SIZE = 1 << 20
 
 FsyncMode = Literal["always", "batch", "never"]
 JournalFormat = Literal["rcj", "jsonl"]
@@ -82,6 +89,11 @@ _JSON_ENCODER = msgspec.json.Encoder(order="deterministic")
 def journal_format(path: str | os.PathLike[str]) -> JournalFormat:
     """``"jsonl"`` for a ``.jsonl`` file, ``"rcj"`` for every other name."""
     return "jsonl" if os.fspath(path).endswith(".jsonl") else "rcj"
+
+
+def open_journal(path: str | os.PathLike[str]) -> BinaryIO:
+    """A journal file opened for reading, through a buffer of 1 MiB."""
+    return open(Path(path), "rb", buffering=_READ_SIZE)
 
 
 # msgspec raises DecodeError, or UnicodeDecodeError (a ValueError) for a str
@@ -143,7 +155,7 @@ def _msgpack_too_deep(data: bytes | bytearray) -> bool:
     return False
 
 
-def _json_too_deep(line: bytes) -> bool:
+def _json_too_deep(line: bytes | bytearray) -> bool:
     """True when a JSON ``line`` nests more than :data:`MAX_DEPTH` arrays and objects."""
     if line.count(b"[") + line.count(b"{") <= MAX_DEPTH:
         return False
@@ -159,7 +171,7 @@ def _json_too_deep(line: bytes) -> bool:
     return False
 
 
-def decode_json_line(line: bytes) -> JournalRecord | None:
+def decode_json_line(line: bytes | bytearray) -> JournalRecord | None:
     """The record a JSON line decodes to, or None when it is not one
     (too deep included, SPEC 6.1)."""
     if _json_too_deep(line):
@@ -228,70 +240,90 @@ class FrameEvent:
     reason: str = ""
 
 
-def _check_frame(buf: bytes | memoryview, pos: int, limit: int) -> tuple[str, int]:
-    """Classify the frame at ``pos``: ``("ok", end)``, ``("torn", n)`` or ``(reason, 0)``."""
-    size = len(buf)
+def _read_frame(file: BinaryIO, pos: int, size: int, limit: int) -> tuple[str, int, bytes | None]:
+    """Read and check the frame at ``pos``, where ``file`` stands, in a file of
+    ``size`` bytes: ``("ok", end, body)``, ``("torn", size, None)`` or
+    ``(reason, 0, None)``. A body is read only once its header passed."""
     if size - pos < HEADER.size:
-        return "torn", size
-    length, body_crc, header_crc = HEADER.unpack_from(buf, pos)
-    if zlib.crc32(buf[pos : pos + 8]) != header_crc:
-        return "header check failed", 0
+        return "torn", size, None
+    header = file.read(HEADER.size)
+    if len(header) < HEADER.size:  # the file shrank while being read
+        return "torn", size, None
+    length, body_crc, header_crc = HEADER.unpack(header)
+    if zlib.crc32(header[:8]) != header_crc:
+        return "header check failed", 0, None
     if length > limit:
-        return f"declared body length {length} exceeds the limit of {limit} bytes", 0
+        return f"declared body length {length} exceeds the limit of {limit} bytes", 0, None
     end = pos + HEADER.size + length
     if end > size:
-        return "torn", size
-    if zlib.crc32(buf[pos + HEADER.size : end]) != body_crc:
-        return "body CRC mismatch", 0
-    return "ok", end
+        return "torn", size, None
+    body = file.read(length)
+    if len(body) < length:
+        return "torn", size, None
+    if zlib.crc32(body) != body_crc:
+        return "body CRC mismatch", 0, None
+    return "ok", end, body
 
 
-def _resync(buf: bytes | memoryview, start: int, limit: int) -> int:
-    """The next offset from ``start`` where a complete, CRC-valid frame starts, or the end."""
-    for pos in range(start, len(buf) - HEADER.size + 1):
-        if _check_frame(buf, pos, limit)[0] == "ok":
+def _resync(file: BinaryIO, start: int, size: int, limit: int) -> int:
+    """The next offset from ``start`` where a complete, CRC-valid frame starts,
+    or ``size``; ``file`` is left there."""
+    for pos in range(start, size - HEADER.size + 1):
+        file.seek(pos)
+        if _read_frame(file, pos, size, limit)[0] == "ok":
+            file.seek(pos)
             return pos
-    return len(buf)
+    return size
 
 
 def iter_frames(
-    data: bytes | bytearray | memoryview,
+    file: BinaryIO,
     *,
     strict: bool = True,
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
 ) -> Iterator[FrameEvent]:
-    """Walk a framed journal buffer (starting with ``RCJ1``).
+    """Walk a framed journal (starting with ``RCJ1``) in a seekable binary file.
 
     Yields a ``record`` event per decoded frame, then at most one ``torn``
     event. Damage raises :class:`JournalCorruption` when ``strict``; else it
     yields a ``corrupt`` event for the skipped range and resynchronizes at
     the next complete frame whose header and body checks pass.
+
+    The file is read a frame at a time: what is held is the frame being
+    decoded, never the journal. The generator keeps no reference to a frame
+    it has yielded, so a consumer that drops the event before asking for the
+    next holds one record at a time.
     """
-    buf = memoryview(data).cast("B") if not isinstance(data, bytes) else data
-    if bytes(buf[:4]) != MAGIC:
+    size = file.seek(0, os.SEEK_END)
+    file.seek(0)
+    if file.read(len(MAGIC)) != MAGIC:
         raise JournalCorruption(0, "missing RCJ1 magic")
     pos = len(MAGIC)
-    size = len(buf)
     while pos < size:
-        verdict, end = _check_frame(buf, pos, max_frame_bytes)
+        verdict, end, body = _read_frame(file, pos, size, max_frame_bytes)
         if verdict == "torn":
             yield FrameEvent("torn", pos, size)
             return
-        if verdict == "ok":
-            body = bytes(buf[pos + HEADER.size : end])
+        if body is not None:
             try:
                 record = decode_record(body, pos)
             except RecordDecodeError:
                 verdict = BODY_DOES_NOT_DECODE
             else:
                 yield FrameEvent("record", pos, end, record, body)
+                del record, body
                 pos = end
                 continue
         if strict:
             raise JournalCorruption(pos, verdict)
-        resume = _resync(buf, pos + 1, max_frame_bytes)
+        resume = _resync(file, pos + 1, size, max_frame_bytes)
         yield FrameEvent("corrupt", pos, resume, reason=verdict)
         pos = resume
+
+
+def framed_buffer(data: bytes | bytearray | memoryview) -> BinaryIO:
+    """A framed journal held in memory, as the file :func:`iter_frames` reads."""
+    return io.BytesIO(data if isinstance(data, bytes) else memoryview(data).cast("B"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,34 +344,64 @@ class LineEvent:
     reason: str = ""
 
 
+def _read_line(file: BinaryIO, limit: int) -> tuple[bytes | bytearray | None, int, bool]:
+    """The next line of ``file``: its bytes (its newline included), its length
+    without the newline, and whether it has one. The bytes are None when the
+    line is longer than ``limit``: such a line is read past, never held whole.
+    At the end of the file: ``(None, 0, False)``."""
+    piece = file.readline(_READ_SIZE)
+    line: bytes | bytearray | None = piece or None
+    length = len(piece)
+    while piece and not piece.endswith(b"\n"):
+        piece = file.readline(_READ_SIZE)
+        length += len(piece)
+        if line is None or length > limit + 1:  # + 1: its newline
+            line = None
+        elif piece:
+            if isinstance(line, bytes):
+                line = bytearray(line)
+            line += piece
+    terminated = piece.endswith(b"\n")
+    length -= terminated
+    return (line if length <= limit else None), length, terminated
+
+
 def iter_json_lines(
-    data: bytes, *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+    file: BinaryIO, *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
 ) -> Iterator[LineEvent]:
-    """Each line of a JSON-lines journal, as a :class:`LineEvent`.
+    """Each line of a JSON-lines journal in a binary file, as a :class:`LineEvent`.
 
     The newline ending the last line is not a line. A line longer than
     ``max_line_bytes`` does not decode (corruption, or the torn tail when it
     is the unterminated last line), even when it is whitespace only.
+
+    The file is read a line at a time: what is held is the line being
+    decoded, never the journal; as with :func:`iter_frames`, nothing of a
+    line stays referenced here once its event is yielded.
     """
-    pos, size, number = 0, len(data), 0
-    while pos < size:
-        newline = data.find(b"\n", pos)
-        terminated = newline >= 0
-        end = newline if terminated else size
+    pos, number = 0, 0
+    while True:
+        line, length, terminated = _read_line(file, max_line_bytes)
+        if not length and not terminated:
+            return
         number += 1
-        line = data[pos:end]
+        end = pos + length
         record = None
-        if end - pos > max_line_bytes:
+        if line is None:
             reason = f"line {number} is longer than the limit of {max_line_bytes} bytes"
-        elif not line.strip():
+        elif line.isspace():
             yield LineEvent("blank", pos, end, number)
             pos = end + 1
             continue
         else:
+            # the newline is JSON whitespace: decoding the line with it
+            # spares a copy of the line without it
             record = decode_json_line(line)
             reason = f"line {number} does not decode to a record"
+        del line
         if record is not None:
             yield LineEvent("record", pos, end, number, record)
+            del record
         elif terminated:
             yield LineEvent("corrupt", pos, end, number, reason=reason)
         else:
@@ -362,17 +424,19 @@ def read_journal(
     """
     source = Path(path)
     in_range(max_line_bytes, "max_line_bytes", 1, 2**63 - 1)
-    data = source.read_bytes()
-    if journal_format(path) == "jsonl":
-        for line in iter_json_lines(data, max_line_bytes=max_line_bytes):
-            if line.record is not None:
-                yield line.record
-            elif line.kind == "corrupt" and strict:
-                raise JournalCorruption(line.offset, line.reason)
-        return
-    for event in iter_frames(data, strict=strict, max_frame_bytes=max_frame_bytes):
-        if event.record is not None:
-            yield event.record
+    with open_journal(source) as file:
+        if journal_format(path) == "jsonl":
+            for line in iter_json_lines(file, max_line_bytes=max_line_bytes):
+                if line.record is not None:
+                    yield line.record
+                elif line.kind == "corrupt" and strict:
+                    raise JournalCorruption(line.offset, line.reason)
+                del line  # the caller holds the record; nothing else of it stays
+            return
+        for event in iter_frames(file, strict=strict, max_frame_bytes=max_frame_bytes):
+            if event.record is not None:
+                yield event.record
+            del event
 
 
 def inspect_journal(
@@ -399,7 +463,6 @@ def inspect_journal(
     """
     in_range(max_frame_bytes, "max_frame_bytes", 1, 2**32 - 1)
     in_range(max_line_bytes, "max_line_bytes", 1, 2**63 - 1)
-    data = Path(path).read_bytes()
     fmt = journal_format(path)
     kinds: dict[str, int] = {}
     counts = {"records": 0, "first": 0, "last": 0, "torn": 0, "skipped": 0}
@@ -412,24 +475,28 @@ def inspect_journal(
         counts["last"] = record.journal_seq
         kinds[record.kind] = kinds.get(record.kind, 0) + 1
 
-    if fmt == "jsonl":
-        for line in iter_json_lines(data, max_line_bytes=max_line_bytes):
-            if line.record is not None:
-                seen(line.record)
-            elif line.kind == "torn":
-                counts["torn"] += line.end - line.offset
-            else:
-                counts["skipped"] += 1
-                if line.kind == "corrupt":
-                    corrupt.append((line.offset, line.end, line.reason))
-    else:
-        for event in iter_frames(data, strict=False, max_frame_bytes=max_frame_bytes):
-            if event.record is not None:
-                seen(event.record)
-            elif event.kind == "corrupt":
-                corrupt.append((event.offset, event.end, event.reason))
-            else:
-                counts["torn"] += event.end - event.offset
+    with open_journal(path) as file:
+        if fmt == "jsonl":
+            for line in iter_json_lines(file, max_line_bytes=max_line_bytes):
+                if line.record is not None:
+                    seen(line.record)
+                elif line.kind == "torn":
+                    counts["torn"] += line.end - line.offset
+                else:
+                    counts["skipped"] += 1
+                    if line.kind == "corrupt":
+                        corrupt.append((line.offset, line.end, line.reason))
+                del line  # before the next is read: one record at a time
+        else:
+            for event in iter_frames(file, strict=False, max_frame_bytes=max_frame_bytes):
+                if event.record is not None:
+                    seen(event.record)
+                elif event.kind == "corrupt":
+                    corrupt.append((event.offset, event.end, event.reason))
+                else:
+                    counts["torn"] += event.end - event.offset
+                del event
+        size = file.seek(0, os.SEEK_END)
     return {
         "format": fmt,
         "records": counts["records"],
@@ -439,7 +506,7 @@ def inspect_journal(
         "torn_tail_bytes": counts["torn"],
         "skipped_lines": counts["skipped"],
         "corrupt_ranges": corrupt,
-        "bytes": len(data),
+        "bytes": size,
     }
 
 

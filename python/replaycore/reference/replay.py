@@ -17,8 +17,7 @@ import hashlib
 import os
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from replaycore._checks import in_range, type_error
 from replaycore.errors import (
@@ -45,9 +44,11 @@ from replaycore.reference.journal import (
     DEFAULT_MAX_FRAME_BYTES,
     DEFAULT_MAX_LINE_BYTES,
     decode_record,
+    framed_buffer,
     iter_frames,
     iter_json_lines,
     journal_format,
+    open_journal,
 )
 from replaycore.results import (
     CursorCompatibility,
@@ -204,7 +205,7 @@ class ReplayReducer:
         """
         self._check_open()
         if isinstance(records, bytes | bytearray | memoryview):
-            self._apply_framed(records)
+            self._apply_framed(framed_buffer(records))
             return
         try:
             items = iter(records)
@@ -442,8 +443,9 @@ class ReplayReducer:
 
     # -- sources -------------------------------------------------------------
 
-    def _apply_framed(self, data: bytes | bytearray | memoryview) -> None:
-        for event in iter_frames(data, strict=self.strict, max_frame_bytes=self.max_frame_bytes):
+    def _apply_framed(self, file: BinaryIO) -> None:
+        """Apply the framed journal in ``file``, a frame at a time."""
+        for event in iter_frames(file, strict=self.strict, max_frame_bytes=self.max_frame_bytes):
             if event.kind == "record":
                 assert event.record is not None
                 assert event.body is not None
@@ -457,14 +459,17 @@ class ReplayReducer:
                     self._last_seq,
                     f"{event.reason}; skipped bytes {event.offset}..{event.end}",
                 )
+            # Dropped before the next frame is read, so that one record is
+            # alive at a time (SPEC 6.2 "Memory"), not this one and the next.
+            del event
 
-    def _apply_json_lines(self, data: bytes, max_line_bytes: int) -> None:
+    def _apply_json_lines(self, file: BinaryIO, max_line_bytes: int) -> None:
         """SPEC 6.2: blank lines are counted, a torn last line is counted in
         ``torn_tail_bytes``, a corrupt line (one longer than
         ``max_line_bytes`` included) raises ``JournalCorruption`` when
         strict, else becomes a ``journal_corruption`` repair (and counts in
         ``skipped_lines``)."""
-        for line in iter_json_lines(data, max_line_bytes=max_line_bytes):
+        for line in iter_json_lines(file, max_line_bytes=max_line_bytes):
             if line.record is not None:
                 self._apply(line.record, _digest(encode_canonical(line.record)))
             elif line.kind == "blank":
@@ -481,6 +486,7 @@ class ReplayReducer:
                     self._last_seq,
                     f"{line.reason}; skipped bytes {line.offset}..{line.end}",
                 )
+            del line  # as in _apply_framed: one record at a time
 
 
 def replay(
@@ -510,13 +516,13 @@ def replay(
     )
     in_range(max_line_bytes, "max_line_bytes", 1, 2**63 - 1)
     if isinstance(source, str | os.PathLike):
-        data = Path(source).read_bytes()
-        if journal_format(source) == "jsonl":
-            reducer._apply_json_lines(data, max_line_bytes)
-        else:
-            reducer._apply_framed(data)
+        with open_journal(source) as file:
+            if journal_format(source) == "jsonl":
+                reducer._apply_json_lines(file, max_line_bytes)
+            else:
+                reducer._apply_framed(file)
     elif isinstance(source, bytes | bytearray | memoryview):
-        reducer._apply_framed(source)
+        reducer._apply_framed(framed_buffer(source))
     else:
         try:
             items = iter(source)
