@@ -215,23 +215,18 @@ impl<R: Read> ReaderSource<R> {
             return Ok(());
         }
         let target = want.max(self.buf.len().saturating_add(CHUNK));
-        let mut filled = self.buf.len();
-        self.buf.resize(target, 0);
-        while filled < target {
-            match self.reader.read(&mut self.buf[filled..]) {
-                Ok(0) => {
-                    self.eof = true;
-                    break;
-                }
-                Ok(n) => filled += n,
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(err) => {
-                    self.buf.truncate(filled);
-                    return Err(err);
-                }
-            }
+        let missing = target - self.buf.len();
+        self.buf.reserve_exact(missing);
+        // Read straight into the spare capacity: resizing with zeroes first
+        // cost as much as the copy the read itself does.
+        // (`read_to_end` retries interrupted reads, and on an error keeps
+        // what it read before.) Short only at the end of the stream.
+        let read = (&mut self.reader)
+            .take(missing as u64)
+            .read_to_end(&mut self.buf)?;
+        if read < missing {
+            self.eof = true;
         }
-        self.buf.truncate(filled);
         Ok(())
     }
 }
@@ -255,8 +250,11 @@ impl<R: Read> Source for ReaderSource<R> {
                 self.eof = true;
                 self.base = pos - (gap - copied);
             }
-        } else if skip > 0 && (skip == held || (skip >= 64 * 1024 && 2 * skip >= held)) {
-            // Drop what the walk has passed; amortized O(1) per byte.
+        } else if skip > 0 && (skip == held || skip.saturating_add(n as u64) > held) {
+            // Drop what the walk has passed before reading more: only the
+            // unread rest of the window moves (part of one frame, usually),
+            // so each byte of the stream is moved at most once and mostly
+            // never.
             self.buf.drain(..skip as usize);
             self.base = pos;
         }
