@@ -1,16 +1,27 @@
-"""Print the Rust-vs-reference ratio table of the benchmarks, and the
-PostgreSQL-vs-SQLite one.
+"""Print the Rust-vs-reference ratio table of the benchmarks, the record
+mixes' table, and the PostgreSQL-vs-SQLite one.
 
 Usage::
 
     python benches/report.py                   # runs pytest benches/ --benchmark-only first
+    python benches/report.py --only mixes      # runs only benches/bench_mixes.py
     python benches/report.py --only postgres   # runs only benches/bench_postgres.py
     python benches/report.py --only postgres_journal   # the PostgreSQL journal
     python benches/report.py results.json      # reads a --benchmark-json file
 
+The output starts with the machine the numbers were measured on (CPU model
+and cores from ``/proc/cpuinfo``).
+
 Each row of the first table is one benchmark group; ``speed-up`` is the
 reference's median time divided by the Rust core's, both measured in the same
 run on the same data.
+
+The mixes table (``bench_mixes.py``, whose benchmarks carry
+``extra_info["suite"] == "mixes"``) has one row per (operation, mix, size):
+the Rust core's, the reference's and the plain-Python baseline's medians
+(msgspec decoding for a replay, the hand-written loop for one-by-one
+appends), and the Rust core's speed-up over each, marked ``(below N x)``
+where it misses the issue's goal.
 
 The PostgreSQL tables (``bench_postgres.py``, whose benchmarks carry
 ``extra_info["suite"] == "postgres"``) give rates, not times: ops/s or
@@ -23,8 +34,10 @@ in the same run (ratio PostgresOutbox / bare) and SqliteOutbox.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import platform
 import subprocess
 import sys
 import tempfile
@@ -66,8 +79,8 @@ def table(results: dict[str, Any]) -> str:
     """The Markdown ratio table of a pytest-benchmark JSON document."""
     groups: dict[str, dict[str, float]] = {}
     for bench in results["benchmarks"]:
-        if _postgres(bench):
-            continue  # in postgres_table
+        if _suite(bench) is not None:
+            continue  # in postgres_table or mixes_table
         groups.setdefault(bench["group"], {})[_label(bench)] = bench["stats"]["median"]
     lines = [
         "| operation | Rust core | reference | speed-up |",
@@ -104,8 +117,108 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _suite(bench: dict[str, Any]) -> str | None:
+    """The table a benchmark belongs to besides the main one: ``"postgres"``, ``"mixes"``."""
+    suite = bench.get("extra_info", {}).get("suite")
+    return str(suite) if suite is not None else None
+
+
 def _postgres(bench: dict[str, Any]) -> bool:
-    return bool(bench.get("extra_info", {}).get("suite") == "postgres")
+    return _suite(bench) == "postgres"
+
+
+def machine_line() -> str:
+    """The machine running this script: CPU model, cores and memory, from /proc.
+
+    >>> machine_line()  # doctest: +SKIP
+    'Machine: AMD EPYC, 2 logical cores (2 physical), 2596 MHz, 23.5 GiB RAM'
+    """
+    info: dict[str, str] = {}
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            name, _, value = line.partition(":")
+            info.setdefault(name.strip(), value.strip())
+    parts = [
+        info.get("model name", platform.processor() or "unknown CPU"),
+        f"{os.cpu_count()} logical cores"
+        + (f" ({info['cpu cores']} physical)" if "cpu cores" in info else ""),
+    ]
+    if "cpu MHz" in info:
+        parts.append(f"{float(info['cpu MHz']):.0f} MHz")
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        total = Path("/proc/meminfo").read_text().split("MemTotal:")[1].split()[0]
+        parts.append(f"{int(total) / 2**20:.1f} GiB RAM")
+    return "Machine: " + ", ".join(parts) + f", {platform.system()} {platform.release()}"
+
+
+def _speedup(rust: float, other: float | None, goal: float | None) -> str:
+    """``other / rust`` as ``"12.3x"``, with ``" (below 20x)"`` when under ``goal``."""
+    if other is None:
+        return "-"
+    ratio = other / rust
+    below = f" (below {goal:g}x)" if goal is not None and ratio < goal else ""
+    return f"{ratio:.1f}x{below}"
+
+
+def mixes_table(results: dict[str, Any]) -> str:
+    """The Markdown table of ``bench_mixes.py``'s benchmarks ("" without any).
+
+    One row per (operation, mix, size), in the order they ran; the baseline
+    column is ``msgspec`` for replays and ``plain loop`` for one-by-one appends.
+    """
+    rows: dict[tuple[str, str, int], dict[str, Any]] = {}
+    for bench in results["benchmarks"]:
+        if _suite(bench) != "mixes":
+            continue
+        info = bench["extra_info"]
+        row = rows.setdefault(
+            (info["operation"], f"{info['mix']} ({info['title']})", int(info["records"])),
+            {"goals": info.get("goals", {}), "times": {}},
+        )
+        row["times"][info["side"]] = float(bench["stats"]["median"])
+    if not rows:
+        return ""
+    lines = [
+        "| operation | mix | records | Rust core | reference | msgspec / plain loop "
+        "| x reference | x msgspec / plain loop |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for (operation, mix, records), row in rows.items():
+        times: dict[str, float] = row["times"]
+        goals: dict[str, float] = row["goals"]
+        rust = times.get("rust")
+        if rust is None:
+            continue
+        python = times.get("python")
+        base_side = next((side for side in ("msgspec", "plain loop") if side in times), None)
+        base = times.get(base_side) if base_side else None
+        cells = [
+            operation,
+            mix,
+            f"{records:,}",
+            _fmt_time(rust),
+            _fmt_time(python) if python else "-",
+            f"{_fmt_time(base)} ({base_side})" if base and base_side else "-",
+            _speedup(rust, python, goals.get("python")),
+            _speedup(rust, base, goals.get(base_side)) if base_side else "-",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    seen = {side for row in rows.values() for side in row["times"]}
+    notes = {
+        "msgspec": "- msgspec: frames walked in Python, each body decoded with "
+        "msgspec.msgpack.Decoder(JournalRecord), no CRC check, nothing kept; replay_many: "
+        "the Rust core on every core, msgspec one file after another on one.",
+        "plain loop": "- plain loop: structs.replace (journal_seq) + msgspec encode + 2 "
+        "zlib.crc32 + a buffered write per record; fsync=batch syncs once at the end.",
+    }
+    lines += [
+        "",
+        f"Medians, {_machine(results)}.",
+        "- x = the other side's median / the Rust core's; (below N x) = under the goal of "
+        "the speed issue.",
+        *(note for side, note in notes.items() if side in seen),
+    ]
+    return "\n".join(lines)
 
 
 def _rate(bench: dict[str, Any]) -> float:
@@ -223,9 +336,9 @@ def main(argv: list[str]) -> int:
             out = Path(tmp) / "bench.json"
             _run_benchmarks(out, args.only)
             data = json.loads(out.read_text())
-    tables = [table(data), postgres_table(data)]
-    if not any(not _postgres(b) for b in data["benchmarks"]):
-        tables = tables[1:]  # only PostgreSQL benchmarks ran: no empty Rust table
+    tables = [machine_line(), mixes_table(data), postgres_table(data)]
+    if any(_suite(b) is None for b in data["benchmarks"]):
+        tables.insert(1, table(data))  # no empty Rust table when only suites ran
     print("\n\n".join(t for t in tables if t))
     return 0
 
