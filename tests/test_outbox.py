@@ -1141,3 +1141,17 @@ def test_sigkill_mid_work_loses_nothing(tmp_path):
         # At least once; twice only for the claim the dead worker held (attempt 2).
         assert counts[outbox_id] == 1 or (counts[outbox_id] == 2 and message.attempt_count == 2)
     assert set(counts) == set(final)
+
+
+def test_ids_sort_in_the_order_they_were_made_and_never_repeat():
+    # A durable store's index of ids then takes a batch enqueued together in
+    # a few pages (see outbox._new_id); the random part keeps them unguessable.
+    from replaycore.outbox import _new_id
+
+    made = []
+    for _ in range(20):
+        made.append(_new_id())
+        time.sleep(0.002)
+    assert made == sorted(made)
+    assert all(len(i) == 32 and set(i) <= set("0123456789abcdef") for i in made)
+    assert len({_new_id() for _ in range(10_000)}) == 10_000

@@ -79,8 +79,9 @@ from __future__ import annotations
 
 import builtins
 import heapq
+import secrets
 import threading
-import uuid
+import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Literal, Protocol, cast, get_args, runtime_checkable
 
@@ -260,7 +261,17 @@ class OutboxMessage(msgspec.Struct, kw_only=True, frozen=True):
 
 
 def _new_id() -> str:
-    return uuid.uuid4().hex
+    """A new message id or claim token: 32 lowercase hex digits, the first 12
+    the clock in ms and the other 20 random (80 bits, as UUIDv7 lays them out).
+
+    Ids made close in time sort close together, so a durable store's index
+    of ids takes a batch of messages enqueued together in a few pages instead
+    of one page per message: every claim and ack adds an index entry per
+    message, and scattered ones cost the PostgreSQL outbox about as much as
+    the rest of the statement. Ids stay unguessable, since a claim's token
+    is its proof.
+    """
+    return f"{time.time_ns() // 1_000_000 & 0xFFFF_FFFF_FFFF:012x}{secrets.token_hex(10)}"
 
 
 def _check_draft(draft: Any, field: str = "draft") -> OutboxDraft:
