@@ -417,6 +417,32 @@ pub struct CheckpointState {
     pub content_ref_manifest: Vec<String>,
 }
 
+impl CheckpointState {
+    /// Become a copy of `c`, reusing the strings already held: a journal
+    /// with a checkpoint every few records replaces the state each time,
+    /// and allocating every manifest entry anew cost more than checking it.
+    fn assign(&mut self, c: &crate::records::Checkpoint<'_>) {
+        self.checkpoint_seq = c.checkpoint_seq;
+        self.covers_journal_seq = c.covers_journal_seq;
+        self.created_at_ms = c.created_at_ms;
+        self.loop_state.clear();
+        self.loop_state.push_str(c.loop_state);
+        let manifest = &mut self.content_ref_manifest;
+        let mut count = 0;
+        for (i, r) in c.content_ref_manifest.iter().enumerate() {
+            match manifest.get_mut(i) {
+                Some(held) => {
+                    held.clear();
+                    held.push_str(r);
+                }
+                None => manifest.push(r.to_owned()),
+            }
+            count = i + 1;
+        }
+        manifest.truncate(count);
+    }
+}
+
 /// An owned output reconciliation (read from the journal or synthesized).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reconciliation {
@@ -679,17 +705,15 @@ impl Reducer {
                     }
                 };
                 if newer {
-                    self.checkpoint = Some(CheckpointState {
-                        checkpoint_seq: c.checkpoint_seq,
-                        covers_journal_seq: c.covers_journal_seq,
-                        loop_state: c.loop_state.to_owned(),
-                        created_at_ms: c.created_at_ms,
-                        content_ref_manifest: c
-                            .content_ref_manifest
-                            .iter()
-                            .map(str::to_owned)
-                            .collect(),
-                    });
+                    self.checkpoint
+                        .get_or_insert_with(|| CheckpointState {
+                            checkpoint_seq: 0,
+                            covers_journal_seq: 0,
+                            loop_state: String::new(),
+                            created_at_ms: 0,
+                            content_ref_manifest: Vec::new(),
+                        })
+                        .assign(c);
                 }
             }
             Payload::Recovery { unsafe_pending } => {

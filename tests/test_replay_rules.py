@@ -183,6 +183,26 @@ def test_clean_run_reports_every_field(impl, mode):
     )
 
 
+def test_each_newer_checkpoint_replaces_the_whole_latest_one(impl):
+    # Manifests that grow, shrink and empty out: the latest checkpoint is the
+    # last one's, never a mix with what an earlier one held.
+    manifests = [["a", "bb", "ccc"], ["dddd"], ["e", "f"], [], ["g" * 70, "h"]]
+    checkpoints = [
+        Checkpoint(
+            checkpoint_seq=i,
+            covers_journal_seq=i + 1,
+            loop_state="s" * (len(manifests) - i),
+            created_at_ms=i,
+            content_ref_manifest=refs,
+        )
+        for i, refs in enumerate(manifests)
+    ]
+    records = [running()] + [rec(f"c{i}", i + 2, cp) for i, cp in enumerate(checkpoints)]
+    for upto in range(1, len(records) + 1):
+        got = impl.replay(records[:upto])
+        assert got.latest_checkpoint == (checkpoints[upto - 2] if upto > 1 else None)
+
+
 # -- 7.2.1 idempotent duplicates -------------------------------------------------------
 
 CP2 = Checkpoint(checkpoint_seq=1, covers_journal_seq=1, loop_state="s", created_at_ms=0)
