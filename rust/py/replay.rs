@@ -112,9 +112,12 @@ fn reduce_iterable(reducer: &mut Reducer, items: &Bound<'_, PyAny>) -> PyResult<
 
 // -- building the ReplayResult ------------------------------------------------
 
+/// The keyword arguments of a Struct's constructor. Keys are interned once
+/// per call site (`intern!`): a result holding thousands of repairs made a
+/// new string object for every key of every one.
 fn kwargs<'py>(
     py: Python<'py>,
-    pairs: &[(&str, Bound<'py, PyAny>)],
+    pairs: &[(&Bound<'py, PyString>, Bound<'py, PyAny>)],
 ) -> PyResult<Bound<'py, PyDict>> {
     let dict = PyDict::new(py);
     for (key, value) in pairs {
@@ -142,11 +145,14 @@ fn repair_obj<'py>(py: Python<'py>, r: &Repair) -> PyResult<Bound<'py, PyAny>> {
     let kw = kwargs(
         py,
         &[
-            ("kind", s(py, r.kind)),
-            ("record_id", s(py, &r.record_id)),
-            ("journal_seq", r.journal_seq.into_pyobject(py)?.into_any()),
-            ("reason", s(py, &r.reason)),
-            ("retry", s(py, r.retry)),
+            (pyo3::intern!(py, "kind"), s(py, r.kind)),
+            (pyo3::intern!(py, "record_id"), s(py, &r.record_id)),
+            (
+                pyo3::intern!(py, "journal_seq"),
+                r.journal_seq.into_pyobject(py)?.into_any(),
+            ),
+            (pyo3::intern!(py, "reason"), s(py, &r.reason)),
+            (pyo3::intern!(py, "retry"), s(py, r.retry)),
         ],
     )?;
     cache::repair_needed_type(py)?.call((), Some(&kw))
@@ -156,12 +162,21 @@ fn pending_obj<'py>(py: Python<'py>, p: &Pending) -> PyResult<Bound<'py, PyAny>>
     let kw = kwargs(
         py,
         &[
-            ("effect_id", s(py, &p.effect_id)),
-            ("intent_record_id", s(py, &p.intent_record_id)),
-            ("idempotency_key", opt(py, &p.idempotency_key)),
-            ("dedupe_key", opt(py, &p.dedupe_key)),
-            ("reason", s(py, &p.reason)),
-            ("retry_allowed", boolean(py, p.retry_allowed)),
+            (pyo3::intern!(py, "effect_id"), s(py, &p.effect_id)),
+            (
+                pyo3::intern!(py, "intent_record_id"),
+                s(py, &p.intent_record_id),
+            ),
+            (
+                pyo3::intern!(py, "idempotency_key"),
+                opt(py, &p.idempotency_key),
+            ),
+            (pyo3::intern!(py, "dedupe_key"), opt(py, &p.dedupe_key)),
+            (pyo3::intern!(py, "reason"), s(py, &p.reason)),
+            (
+                pyo3::intern!(py, "retry_allowed"),
+                boolean(py, p.retry_allowed),
+            ),
         ],
     )?;
     cache::pending_effect_type(py)?.call((), Some(&kw))
@@ -171,15 +186,30 @@ fn reconciliation_obj<'py>(py: Python<'py>, o: &Reconciliation) -> PyResult<Boun
     let kw = kwargs(
         py,
         &[
-            ("delivery_id", s(py, &o.delivery_id)),
-            ("intent_record_id", s(py, &o.intent_record_id)),
-            ("dedupe_key", s(py, &o.dedupe_key)),
-            ("idempotency_key", opt(py, &o.idempotency_key)),
-            ("external_operation_id", opt(py, &o.external_operation_id)),
-            ("terminal_status", s(py, &o.terminal_status)),
-            ("reason", s(py, &o.reason)),
-            ("decision", s(py, &o.decision)),
-            ("resend_allowed", boolean(py, o.resend_allowed)),
+            (pyo3::intern!(py, "delivery_id"), s(py, &o.delivery_id)),
+            (
+                pyo3::intern!(py, "intent_record_id"),
+                s(py, &o.intent_record_id),
+            ),
+            (pyo3::intern!(py, "dedupe_key"), s(py, &o.dedupe_key)),
+            (
+                pyo3::intern!(py, "idempotency_key"),
+                opt(py, &o.idempotency_key),
+            ),
+            (
+                pyo3::intern!(py, "external_operation_id"),
+                opt(py, &o.external_operation_id),
+            ),
+            (
+                pyo3::intern!(py, "terminal_status"),
+                s(py, &o.terminal_status),
+            ),
+            (pyo3::intern!(py, "reason"), s(py, &o.reason)),
+            (pyo3::intern!(py, "decision"), s(py, &o.decision)),
+            (
+                pyo3::intern!(py, "resend_allowed"),
+                boolean(py, o.resend_allowed),
+            ),
         ],
     )?;
     cache::output_reconciliation_type(py)?.call((), Some(&kw))
@@ -190,20 +220,20 @@ fn checkpoint_obj<'py>(py: Python<'py>, c: &CheckpointState) -> PyResult<Bound<'
         py,
         &[
             (
-                "checkpoint_seq",
+                pyo3::intern!(py, "checkpoint_seq"),
                 c.checkpoint_seq.into_pyobject(py)?.into_any(),
             ),
             (
-                "covers_journal_seq",
+                pyo3::intern!(py, "covers_journal_seq"),
                 c.covers_journal_seq.into_pyobject(py)?.into_any(),
             ),
-            ("loop_state", s(py, &c.loop_state)),
+            (pyo3::intern!(py, "loop_state"), s(py, &c.loop_state)),
             (
-                "created_at_ms",
+                pyo3::intern!(py, "created_at_ms"),
                 c.created_at_ms.into_pyobject(py)?.into_any(),
             ),
             (
-                "content_ref_manifest",
+                pyo3::intern!(py, "content_ref_manifest"),
                 PyList::new(py, &c.content_ref_manifest)?.into_any(),
             ),
         ],
@@ -231,9 +261,9 @@ fn result_obj<'py>(py: Python<'py>, o: &Outcome) -> PyResult<Bound<'py, PyAny>> 
     let kw = kwargs(
         py,
         &[
-            ("mode", s(py, o.mode.name())),
+            (pyo3::intern!(py, "mode"), s(py, o.mode.name())),
             (
-                "status",
+                pyo3::intern!(py, "status"),
                 s(
                     py,
                     if o.complete {
@@ -243,52 +273,61 @@ fn result_obj<'py>(py: Python<'py>, o: &Outcome) -> PyResult<Bound<'py, PyAny>> 
                     },
                 ),
             ),
-            ("resume_allowed", boolean(py, o.resume_allowed)),
             (
-                "latest_journal_seq",
+                pyo3::intern!(py, "resume_allowed"),
+                boolean(py, o.resume_allowed),
+            ),
+            (
+                pyo3::intern!(py, "latest_journal_seq"),
                 o.latest_journal_seq.into_pyobject(py)?.into_any(),
             ),
-            ("terminal_status", opt(py, &o.terminal_status)),
             (
-                "next_loop_state",
+                pyo3::intern!(py, "terminal_status"),
+                opt(py, &o.terminal_status),
+            ),
+            (
+                pyo3::intern!(py, "next_loop_state"),
                 match &o.latest_checkpoint {
                     Some(c) => s(py, &c.loop_state),
                     None => py.None().into_bound(py),
                 },
             ),
             (
-                "unsafe_pending_side_effects",
+                pyo3::intern!(py, "unsafe_pending_side_effects"),
                 list_of(py, &o.unsafe_pending_side_effects, pending_obj)?,
             ),
             (
-                "missing_content_refs",
+                pyo3::intern!(py, "missing_content_refs"),
                 PyList::new(py, &o.missing_content_refs)?.into_any(),
             ),
-            ("repair_needed", list_of(py, &o.repair_needed, repair_obj)?),
             (
-                "output_delivery_repairs",
+                pyo3::intern!(py, "repair_needed"),
+                list_of(py, &o.repair_needed, repair_obj)?,
+            ),
+            (
+                pyo3::intern!(py, "output_delivery_repairs"),
                 list_of(py, &o.output_delivery_repairs, reconciliation_obj)?,
             ),
             (
-                "latest_checkpoint",
+                pyo3::intern!(py, "latest_checkpoint"),
                 match &o.latest_checkpoint {
                     Some(c) => checkpoint_obj(py, c)?,
                     None => py.None().into_bound(py),
                 },
             ),
             (
-                "torn_tail_bytes",
+                pyo3::intern!(py, "torn_tail_bytes"),
                 o.torn_tail_bytes.into_pyobject(py)?.into_any(),
             ),
             (
-                "skipped_lines",
+                pyo3::intern!(py, "skipped_lines"),
                 o.skipped_lines.into_pyobject(py)?.into_any(),
             ),
             (
-                "records_applied",
+                pyo3::intern!(py, "records_applied"),
                 o.records_applied.into_pyobject(py)?.into_any(),
             ),
-            ("sequence_gaps", gaps.into_any()),
+            (pyo3::intern!(py, "sequence_gaps"), gaps.into_any()),
         ],
     )?;
     cache::replay_result_type(py)?.call((), Some(&kw))
