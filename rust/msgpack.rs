@@ -33,16 +33,32 @@ pub type Result<T> = std::result::Result<T, Malformed>;
 fn utf8(bytes: &[u8], offset: usize) -> Result<&str> {
     // Journal strings are short and mostly ASCII: an OR over 8-byte words
     // beats `is_ascii`'s alignment handling at these lengths.
-    let mut acc = 0u64;
-    let mut words = bytes.chunks_exact(8);
-    for word in &mut words {
+    // The tail is read as one word overlapping the last full one (or two
+    // overlapping half words), not byte by byte.
+    fn word(s: &[u8], at: usize) -> u64 {
         let mut w = [0u8; 8];
-        w.copy_from_slice(word);
-        acc |= u64::from_ne_bytes(w);
+        w.copy_from_slice(&s[at..at + 8]);
+        u64::from_ne_bytes(w)
     }
-    for &b in words.remainder() {
-        acc |= u64::from(b);
+    fn half(s: &[u8], at: usize) -> u64 {
+        let mut w = [0u8; 4];
+        w.copy_from_slice(&s[at..at + 4]);
+        u64::from(u32::from_ne_bytes(w))
     }
+    let n = bytes.len();
+    let acc = match n {
+        8.. => {
+            let mut acc = word(bytes, n - 8);
+            for word in bytes.chunks_exact(8) {
+                let mut w = [0u8; 8];
+                w.copy_from_slice(word);
+                acc |= u64::from_ne_bytes(w);
+            }
+            acc
+        }
+        4..=7 => half(bytes, 0) | half(bytes, n - 4),
+        _ => bytes.iter().fold(0u64, |acc, &b| acc | u64::from(b)),
+    };
     if acc & 0x8080_8080_8080_8080 == 0 {
         // SAFETY: every ASCII byte sequence is valid UTF-8.
         return Ok(unsafe { std::str::from_utf8_unchecked(bytes) });
@@ -627,6 +643,24 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn utf8_finds_a_bad_byte_at_any_position_of_any_length() {
+        for n in 0..=24 {
+            let ascii = vec![b'a'; n];
+            assert!(utf8(&ascii, 0).is_ok());
+            for at in 0..n {
+                let mut bad = ascii.clone();
+                bad[at] = 0xff;
+                assert!(utf8(&bad, 0).is_err(), "length {n}, 0xff at {at}");
+                if at + 2 <= n {
+                    let mut good = ascii.clone();
+                    good[at..at + 2].copy_from_slice("é".as_bytes());
+                    assert_eq!(utf8(&good, 0).ok(), std::str::from_utf8(&good).ok());
+                }
+            }
+        }
+    }
 
     #[test]
     fn same_short_is_slice_equality() {
