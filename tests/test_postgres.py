@@ -499,33 +499,52 @@ def test_a_crash_during_writes_keeps_every_acknowledged_write(pg_server, pg_dsn,
         assert len(box.list(limit=200_000)) == len(acked["enqueue"]) + 1
 
 
-def _wal_syncs(dsn: str) -> int:
-    """How many times the server has flushed its WAL to disk so far."""
+def _wal_syncs(dsn: str, gone: set[int]) -> int:
+    """How many times the server has flushed its WAL to disk so far, once the
+    backends ``gone`` (of a closed store) have exited: a backend reports its
+    counts when it exits, which can be after its client has closed."""
     with psycopg.connect(dsn, autocommit=True) as connection:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            (alive,) = connection.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", (list(gone),)
+            ).fetchone() or (0,)
+            if not alive:
+                break
+            time.sleep(0.01)
+        connection.execute("SELECT pg_stat_clear_snapshot()")
         row = connection.execute("SELECT wal_sync FROM pg_stat_wal").fetchone()
     assert row is not None
     return int(row[0])
+
+
+def _backends(cache: PostgresResultCache) -> set[int]:
+    """The backend pid of every connection ``cache``'s pool holds now."""
+    return {cache._engine.rows("SELECT pg_backend_pid()")[0][0]}
 
 
 def test_cache_hits_do_not_wait_for_the_disk_and_writes_do(pg_server, pg_dsn, pg_schema):
     """A hit changes only the access count, so it commits asynchronously;
     storing an outcome (and every other write) waits for its WAL flush. The
     server counts its flushes (``pg_stat_wal``); a backend reports its own
-    counts when its connection closes, so each phase closes its cache."""
+    counts when it exits, so each phase closes its cache and waits for that."""
     calls = 200
-    with PostgresResultCache(pg_dsn, schema=pg_schema) as cache:
+    with PostgresResultCache(pg_dsn, schema=pg_schema, max_connections=1) as cache:
         for i in range(calls):
             assert cache.execute(f"k{i}", lambda i=i: i) == Success(i)
-    before_hits = _wal_syncs(pg_dsn)
-    with PostgresResultCache(pg_dsn, schema=pg_schema) as cache:
+        gone = _backends(cache)
+    before_hits = _wal_syncs(pg_dsn, gone)
+    with PostgresResultCache(pg_dsn, schema=pg_schema, max_connections=1) as cache:
         for i in range(calls):
             assert cache.execute(f"k{i}", NeverCalled()) == Success(i)
             assert cache.get(f"k{i}") is not None
-    after_hits = _wal_syncs(pg_dsn)
-    with PostgresResultCache(pg_dsn, schema=pg_schema) as cache:
+        gone = _backends(cache)
+    after_hits = _wal_syncs(pg_dsn, gone)
+    with PostgresResultCache(pg_dsn, schema=pg_schema, max_connections=1) as cache:
         for i in range(calls):
             assert cache.put(CachedResult.success(f"p{i}", "i", i, ttl_s=3600)) is True
-    after_puts = _wal_syncs(pg_dsn)
+        gone = _backends(cache)
+    after_puts = _wal_syncs(pg_dsn, gone)
 
     # Every durable write flushed (one client: no commit shares a flush) ...
     assert after_puts - after_hits >= calls
