@@ -43,6 +43,7 @@ type FastSet<K> = HashSet<K, foldhash::fast::RandomState>;
 /// from which the table hash is rebuilt, so growing the table never reads
 /// the keys again (reading them back in table order misses the cache on
 /// every one).
+#[derive(Clone)]
 struct StrTable<V: Copy> {
     arena: Vec<u8>,
     table: HashTable<(u64, V)>,
@@ -352,7 +353,7 @@ pub struct Options {
     pub strict: bool,
     pub policy: Policy,
     /// The content refs the host can supply; `None` turns the check off.
-    pub available: Option<FastSet<String>>,
+    pub available: Option<RefSet>,
     /// The largest frame body a framed journal may declare.
     pub max_frame: u64,
     /// The longest line a JSON-lines journal may hold.
@@ -374,8 +375,40 @@ impl Options {
     }
 
     /// The set type used for `available`.
-    pub fn ref_set(refs: impl IntoIterator<Item = String>) -> FastSet<String> {
-        refs.into_iter().collect()
+    pub fn ref_set<S: AsRef<str>>(refs: impl IntoIterator<Item = S>) -> RefSet {
+        let mut set = RefSet(StrTable::new());
+        for r in refs {
+            set.insert(r.as_ref());
+        }
+        set
+    }
+}
+
+/// The content refs a host can supply (`available_content_refs`): kept end
+/// to end in one buffer with a compact table of offsets ([`StrTable`]), so
+/// building it allocates nothing per ref and a lookup touches the table and
+/// the bytes of the one ref it finds, not a separate allocation per string.
+#[derive(Clone)]
+pub struct RefSet(StrTable<()>);
+
+impl RefSet {
+    /// Add `r` (again is harmless).
+    pub fn insert(&mut self, r: &str) {
+        let (fragment, found) = self.0.get(r);
+        if found.is_none() {
+            self.0.insert_new(fragment, r, ());
+        }
+    }
+
+    /// Whether `r` is in the set.
+    pub fn contains(&self, r: &str) -> bool {
+        self.0.contains(r)
+    }
+}
+
+impl std::fmt::Debug for RefSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RefSet({} bytes of refs)", self.0.arena.len())
     }
 }
 

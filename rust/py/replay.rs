@@ -43,9 +43,7 @@ fn replay_options(
     Ok(options)
 }
 
-fn ref_set(
-    refs: &Bound<'_, PyAny>,
-) -> PyResult<std::collections::HashSet<String, foldhash::fast::RandomState>> {
+fn ref_set(refs: &Bound<'_, PyAny>) -> PyResult<crate::replay::RefSet> {
     let arg = Arg::Name("available_content_refs");
     if refs.is_instance_of::<PyString>() || refs.is_instance_of::<PyBytes>() {
         return Err(type_error(refs, arg, "an iterable of str"));
@@ -53,13 +51,13 @@ fn ref_set(
     let iter = refs
         .try_iter()
         .map_err(|_| type_error(refs, arg, "an iterable of str"))?;
-    let mut set = Options::ref_set(Vec::new());
+    let mut set = Options::ref_set(std::iter::empty::<&str>());
     for item in iter {
         let item = item?;
         let Ok(text) = item.cast::<PyString>() else {
             return Err(type_error(&item, arg, "an iterable of str"));
         };
-        set.insert(text.to_cow()?.into_owned());
+        set.insert(&text.to_cow()?);
     }
     Ok(set)
 }
