@@ -132,6 +132,14 @@ def _check_written(path: Path, n: int) -> None:
     path.unlink()
 
 
+def _time_writes(benchmark: Any, write: Callable[[], int], path: Path, side: str, n: int) -> None:
+    """Time ``write`` (which writes ``n`` records to ``path`` and returns the
+    last journal_seq) from a missing file each round, then check the file."""
+    last = benchmark.pedantic(write, setup=_fresh(path), rounds=_rounds(side, n))
+    assert last == n
+    _check_written(path, n)
+
+
 # -- replay -------------------------------------------------------------------
 
 
@@ -213,14 +221,7 @@ def test_append_one_by_one(
     _place(
         benchmark, f"append one by one .rcj fsync={fsync}", mix, n, side, "append one by one .rcj"
     )
-    last = benchmark.pedantic(
-        _append_each,
-        args=(impl, path, unnumbered, fsync),
-        setup=_fresh(path),
-        rounds=_rounds(side, n),
-    )
-    assert last == n
-    _check_written(path, n)
+    _time_writes(benchmark, lambda: _append_each(impl, path, unnumbered, fsync), path, side, n)
 
 
 @pytest.mark.parametrize("fsync", ["never", "batch"])
@@ -237,13 +238,7 @@ def test_append_one_by_one_plain_loop(
     _place(
         benchmark, f"append one by one .rcj fsync={fsync}", mix, n, side, "append one by one .rcj"
     )
-    last = benchmark.pedantic(
-        lambda: plain_append(unnumbered, path, fsync=fsync),
-        setup=_fresh(path),
-        rounds=_rounds(side, n),
-    )
-    assert last == n
-    _check_written(path, n)
+    _time_writes(benchmark, lambda: plain_append(unnumbered, path, fsync=fsync), path, side, n)
 
 
 @pytest.mark.parametrize("fsync", ["never", "batch"])
@@ -261,14 +256,7 @@ def test_append_many(
     side = _side(impl)
     path = folder / f"append-many-{side}.{fmt}"
     _place(benchmark, f"append_many .{fmt} fsync={fsync}", mix, n, side, "append_many")
-    last = benchmark.pedantic(
-        _append_batches,
-        args=(impl, path, unnumbered, fsync),
-        setup=_fresh(path),
-        rounds=_rounds(side, n),
-    )
-    assert last == n
-    _check_written(path, n)
+    _time_writes(benchmark, lambda: _append_batches(impl, path, unnumbered, fsync), path, side, n)
 
 
 def _count(impl: ModuleType, path: Path) -> int:
