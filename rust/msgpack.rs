@@ -35,28 +35,14 @@ fn utf8(bytes: &[u8], offset: usize) -> Result<&str> {
     // beats `is_ascii`'s alignment handling at these lengths.
     // The tail is read as one word overlapping the last full one (or two
     // overlapping half words), not byte by byte.
-    fn word(s: &[u8], at: usize) -> u64 {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(&s[at..at + 8]);
-        u64::from_ne_bytes(w)
-    }
-    fn half(s: &[u8], at: usize) -> u64 {
-        let mut w = [0u8; 4];
-        w.copy_from_slice(&s[at..at + 4]);
-        u64::from(u32::from_ne_bytes(w))
-    }
+    let word = |at| u64::from_ne_bytes(load::<8>(bytes, at));
+    let half = |at| u64::from(u32::from_ne_bytes(load::<4>(bytes, at)));
     let n = bytes.len();
     let acc = match n {
-        8.. => {
-            let mut acc = word(bytes, n - 8);
-            for word in bytes.chunks_exact(8) {
-                let mut w = [0u8; 8];
-                w.copy_from_slice(word);
-                acc |= u64::from_ne_bytes(w);
-            }
-            acc
-        }
-        4..=7 => half(bytes, 0) | half(bytes, n - 4),
+        8.. => bytes.chunks_exact(8).fold(word(n - 8), |acc, w| {
+            acc | u64::from_ne_bytes(load::<8>(w, 0))
+        }),
+        4..=7 => half(0) | half(n - 4),
         _ => bytes.iter().fold(0u64, |acc, &b| acc | u64::from(b)),
     };
     if acc & 0x8080_8080_8080_8080 == 0 {
@@ -97,20 +83,24 @@ fn type_name(marker: u8) -> &'static str {
 /// `memcmp` call more than that.
 #[inline]
 fn same_short(a: &[u8], b: &[u8]) -> bool {
-    fn word<const N: usize>(s: &[u8], at: usize) -> [u8; N] {
-        let mut out = [0u8; N];
-        out.copy_from_slice(&s[at..at + N]);
-        out
-    }
     let n = a.len();
     if n != b.len() {
         return false;
     }
     match n {
-        8..=16 => word::<8>(a, 0) == word::<8>(b, 0) && word::<8>(a, n - 8) == word::<8>(b, n - 8),
-        4..=7 => word::<4>(a, 0) == word::<4>(b, 0) && word::<4>(a, n - 4) == word::<4>(b, n - 4),
+        8..=16 => load::<8>(a, 0) == load::<8>(b, 0) && load::<8>(a, n - 8) == load::<8>(b, n - 8),
+        4..=7 => load::<4>(a, 0) == load::<4>(b, 0) && load::<4>(a, n - 4) == load::<4>(b, n - 4),
         _ => a == b,
     }
+}
+
+/// The `N` bytes of `s` at `at` (which the caller keeps in bounds), as an
+/// array the compiler loads as one word.
+#[inline]
+fn load<const N: usize>(s: &[u8], at: usize) -> [u8; N] {
+    let mut out = [0u8; N];
+    out.copy_from_slice(&s[at..at + N]);
+    out
 }
 
 impl<'a> Reader<'a> {

@@ -373,15 +373,6 @@ impl Options {
             max_line: crate::jsonl::DEFAULT_MAX_LINE,
         }
     }
-
-    /// The set type used for `available`.
-    pub fn ref_set<S: AsRef<str>>(refs: impl IntoIterator<Item = S>) -> RefSet {
-        let mut set = RefSet(StrTable::new());
-        for r in refs {
-            set.insert(r.as_ref());
-        }
-        set
-    }
 }
 
 /// The content refs a host can supply (`available_content_refs`): kept end
@@ -391,13 +382,17 @@ impl Options {
 #[derive(Clone)]
 pub struct RefSet(StrTable<()>);
 
+impl Default for RefSet {
+    /// An empty set.
+    fn default() -> Self {
+        RefSet(StrTable::new())
+    }
+}
+
 impl RefSet {
     /// Add `r` (again is harmless).
     pub fn insert(&mut self, r: &str) {
-        let (fragment, found) = self.0.get(r);
-        if found.is_none() {
-            self.0.insert_new(fragment, r, ());
-        }
+        self.0.insert(r, ());
     }
 
     /// Whether `r` is in the set.
@@ -441,7 +436,7 @@ pub struct Pending {
 }
 
 /// An owned checkpoint payload.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CheckpointState {
     pub checkpoint_seq: i64,
     pub covers_journal_seq: i64,
@@ -738,15 +733,7 @@ impl Reducer {
                     }
                 };
                 if newer {
-                    self.checkpoint
-                        .get_or_insert_with(|| CheckpointState {
-                            checkpoint_seq: 0,
-                            covers_journal_seq: 0,
-                            loop_state: String::new(),
-                            created_at_ms: 0,
-                            content_ref_manifest: Vec::new(),
-                        })
-                        .assign(c);
+                    self.checkpoint.get_or_insert_default().assign(c);
                 }
             }
             Payload::Recovery { unsafe_pending } => {

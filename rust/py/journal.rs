@@ -230,6 +230,29 @@ impl JournalWriter {
         self.encode(&record, index, bytes)?;
         Ok(record)
     }
+
+    /// Append `items`, then what `iter` yields, with one write (the work of
+    /// `append` and `append_many`); returns the records as written. When
+    /// another thread appended meanwhile, the records are numbered again.
+    fn append_items<'py>(
+        &self,
+        py: Python<'py>,
+        mut items: Vec<Bound<'py, PyAny>>,
+        mut iter: Option<Bound<'py, pyo3::types::PyIterator>>,
+    ) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        loop {
+            let prepared = self.prepare(py, &mut items, &mut iter)?;
+            if prepared.written.is_empty() {
+                return Ok(prepared.written);
+            }
+            let (bytes, snapshot, last) = (&prepared.bytes, prepared.snapshot, prepared.last);
+            match py.detach(|| self.writer.commit(bytes, snapshot, last)) {
+                Ok(Commit::Done) => return Ok(prepared.written),
+                Ok(Commit::Stale) => continue, // another thread appended meanwhile
+                Err(err) => return Err(self.error(py, err)),
+            }
+        }
+    }
 }
 
 #[pymethods]
@@ -300,20 +323,12 @@ impl JournalWriter {
         py: Python<'py>,
         record: Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        // append_many of one record, without the list.
-        let mut bytes = Vec::new();
-        loop {
-            let snapshot = self.writer.snapshot().map_err(|err| self.error(py, err))?;
-            let mut numbering = Numbering::after(snapshot.last_seq);
-            bytes.clear();
-            let written = self.prepare_record(record.clone(), 0, &mut numbering, &mut bytes)?;
-            let last = numbering.last();
-            match py.detach(|| self.writer.commit(&bytes, snapshot, last)) {
-                Ok(Commit::Done) => return Ok(written),
-                Ok(Commit::Stale) => continue, // another thread appended meanwhile
-                Err(err) => return Err(self.error(py, err)),
-            }
-        }
+        // append_many of one record, without making a list for it.
+        let written = self.append_items(py, vec![record], None)?;
+        written
+            .into_iter()
+            .next()
+            .ok_or_else(|| self.error(py, crate::error::Error::internal("append wrote no record")))
     }
 
     /// Append records in order with one write; returns them as written.
@@ -328,20 +343,8 @@ impl JournalWriter {
         py: Python<'py>,
         records: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyList>> {
-        let mut iter = Some(records.try_iter()?);
-        let mut items = Vec::new();
-        loop {
-            let prepared = self.prepare(py, &mut items, &mut iter)?;
-            if prepared.written.is_empty() {
-                return PyList::new(py, prepared.written);
-            }
-            let (bytes, snapshot, last) = (&prepared.bytes, prepared.snapshot, prepared.last);
-            match py.detach(|| self.writer.commit(bytes, snapshot, last)) {
-                Ok(Commit::Done) => return PyList::new(py, prepared.written),
-                Ok(Commit::Stale) => continue, // another thread appended meanwhile
-                Err(err) => return Err(self.error(py, err)),
-            }
-        }
+        let written = self.append_items(py, Vec::new(), Some(records.try_iter()?))?;
+        PyList::new(py, written)
     }
 
     /// Make every appended record durable (`fsync`) unless `fsync="never"`.

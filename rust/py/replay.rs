@@ -51,7 +51,7 @@ fn ref_set(refs: &Bound<'_, PyAny>) -> PyResult<crate::replay::RefSet> {
     let iter = refs
         .try_iter()
         .map_err(|_| type_error(refs, arg, "an iterable of str"))?;
-    let mut set = Options::ref_set(std::iter::empty::<&str>());
+    let mut set = crate::replay::RefSet::default();
     for item in iter {
         let item = item?;
         let Ok(text) = item.cast::<PyString>() else {
