@@ -32,16 +32,22 @@ from replaycore.reference.journal import JournalWriter
 
 ALLOWANCE = 24 * 2**20
 
-CHILD = """
-import json, sys
-from replaycore import _core
-
+#: What both children start with: reading the process's own memory counters.
+STATUS = """
 def status(field):
     with open("/proc/self/status") as f:
         for line in f:
             if line.startswith(field + ":"):
                 return int(line.split()[1]) * 1024
+"""
 
+CHILD = (
+    """
+import json, sys
+from replaycore import _core
+"""
+    + STATUS
+    + """
 action, path, limit = sys.argv[1], sys.argv[2], int(sys.argv[3])
 options = {"max_line_bytes": limit} if path.endswith(".jsonl") else {"max_frame_bytes": limit}
 before = status("VmRSS")
@@ -51,6 +57,7 @@ else:
     assert _core.inspect_journal(path, **options)["records"] == 1
 print(json.dumps({"grown": status("VmHWM") - before}))
 """
+)
 
 
 def write_json_line(path: Path, count: int) -> int:
@@ -99,18 +106,16 @@ def test_a_big_record_costs_at_most_four_times_its_size(tmp_path, name, write, i
 
 
 #: The child for the cases below: ``backend`` is ``rust`` or ``python``.
-CASE = """
+CASE = (
+    """
 import json, os, sys
 from pathlib import Path
 from types import SimpleNamespace
 from replaycore import _core, cli, journal, reference
 
-def status(field):
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-
+"""
+    + STATUS
+    + """
 action, path, records = sys.argv[1], sys.argv[2], int(sys.argv[3])
 impl = _core if os.environ["REPLAYCORE_BACKEND"] == "rust" else reference
 before = status("VmRSS")
@@ -126,6 +131,7 @@ else:  # convert, as the command does, through the facade
     assert done == records
 print(json.dumps({"grown": status("VmHWM") - before}))
 """
+)
 BIG_STRING = 10_000_000
 
 
