@@ -41,6 +41,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 import psycopg
 import psycopg_pool
 import pytest
@@ -86,6 +87,7 @@ TABLES = [
     "idempotency_entries",
     "journal_records",
     "journal_runs",
+    "outbox_dedupe_keys",
     "outbox_messages",
     "replaycore_schema",
 ]
@@ -963,6 +965,84 @@ def test_an_older_schema_is_migrated_and_keeps_its_data(pg_server, pg_dsn, pg_sc
         assert version_rows(pg_server, pg_schema) == [(len(MIGRATIONS),)]
         assert store.get(Scope("c", "a", "k")) == b"v"
         assert store.stats() == StoreStats(entries=1, inserts=1, replays=0, conflicts=0)
+
+
+def _schema_at_version(server: PostgresServer, schema: str, version: int) -> None:
+    """Make ``schema`` as a release whose migrations stopped at ``version`` did."""
+    quoted = sql.Identifier(schema).as_string(None)
+    server.psql(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    for migration in MIGRATIONS[:version]:
+        for statement in migration:
+            server.psql(statement.replace("{schema}", quoted).encode())
+    versions = table(schema, "replaycore_schema")
+    server.psql(
+        sql.SQL(
+            "CREATE TABLE {} (only_row boolean PRIMARY KEY DEFAULT true, version integer NOT NULL)"
+        ).format(versions)
+    )
+    server.psql(sql.SQL("INSERT INTO {} (version) VALUES (%s)").format(versions), [version])
+
+
+def test_a_version_1_outbox_moves_its_dedupe_keys_and_keeps_every_message(
+    pg_server, pg_dsn, pg_schema
+):
+    """Version 2 moved dedupe keys out of outbox_messages: an outbox written
+    by version 1 keeps its messages, their states and claims, and every
+    dedupe key it held still returns its message."""
+    _schema_at_version(pg_server, pg_schema, 1)
+    messages = table(pg_schema, "outbox_messages")
+    now = 1_000
+    rows = [
+        # id, dedupe key, status, claim token, lease expiry
+        ("a" * 32, b"k-pending", "pending", None, None),
+        ("b" * 32, b"k-claimed", "claimed", "c" * 32, now + 60_000),
+        ("d" * 32, b"k-delivered", "delivered", "e" * 32, None),
+        ("f" * 32, None, "pending", None, None),
+    ]
+    for outbox_id, key, status, token, lease in rows:
+        pg_server.psql(
+            sql.SQL(
+                "INSERT INTO {} (outbox_id, lane, target, payload, dedupe_key, status, "
+                "available_at, attempt_count, max_attempts, claimed_by, claim_token, "
+                "lease_expires_at, created_at, updated_at) "
+                "VALUES (%s, 'jobs', 'sink', %s, %s, %s, 0, %s, 5, %s, %s, %s, %s, %s)"
+            ).format(messages),
+            [
+                outbox_id,
+                msgspec.msgpack.encode(outbox_id[0]),
+                key,
+                status,
+                0 if status == "pending" else 1,
+                None if token is None else b"w1",
+                token,
+                lease,
+                now,
+                now,
+            ],
+        )
+    before = pg_server.psql(sql.SQL("SELECT * FROM {} ORDER BY seq").format(messages))
+    with PostgresOutbox(pg_dsn, schema=pg_schema) as box:
+        assert version_rows(pg_server, pg_schema) == [(len(MIGRATIONS),)]
+        assert pg_server.psql(sql.SQL("SELECT * FROM {} ORDER BY seq").format(messages)) == before
+        assert tables_of(pg_server, pg_schema) == TABLES
+        indexes = pg_server.psql(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = %s AND tablename = %s ORDER BY 1",
+            [pg_schema, "outbox_messages"],
+        )
+        assert indexes == [("outbox_leases",), ("outbox_messages_pkey",), ("outbox_pending",)]
+        for outbox_id, key, *_ in rows:
+            if key is not None:
+                again = box.enqueue(
+                    OutboxDraft("jobs", "sink", "new", dedupe_key=key.decode()), now
+                )
+                assert (again.outbox_id, again.payload) == (outbox_id, outbox_id[0])
+        fresh = box.enqueue(OutboxDraft("jobs", "sink", "new", dedupe_key="k-new"), now)
+        assert box.enqueue(OutboxDraft("jobs", "sink", "x", dedupe_key="k-new"), now) == fresh
+        assert box.ack("b" * 32, "c" * 32, now + 1) is True
+        claimed = box.claim("jobs", "sink", 10, 1_000, "w2", now + 2)
+        assert [m.outbox_id for m in claimed] == ["a" * 32, "f" * 32, fresh.outbox_id]
+        assert box.ack_many([(m.outbox_id, m.claim_token) for m in claimed], now + 3) == [True] * 3
+        assert [m.status for m in box.list()] == ["delivered"] * 5
 
 
 def _open_at_once(dsn: str, schema: str, kind: str, barrier: Any, results: Any) -> None:

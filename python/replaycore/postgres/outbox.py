@@ -149,22 +149,31 @@ class PostgresOutbox(PostgresStore):
         table = engine.table("outbox_messages")
         select = f"SELECT {_COLUMNS} FROM {table}"
         self._select = select
-        # A new message, or the one already holding its dedupe key. The
-        # fallback SELECT sees rows committed before this statement began; a
-        # key committed by a concurrent enqueue after that is found by the
-        # retry in _add.
+        keys = engine.table("outbox_dedupe_keys")
+        # A new message, or the one already holding its dedupe key. The key is
+        # inserted first (into its own table, which claims and acks never
+        # touch) and the message only if the key was free. The fallback SELECT
+        # sees rows committed before this statement began; a key committed by
+        # a concurrent enqueue after that is found by the retry in
+        # _enqueue_all. Within enqueue_many, an earlier draft's key is seen.
         self._enqueue_sql = (
             f"WITH t AS (SELECT {_NOW} AS now), "
+            f"k AS (INSERT INTO {keys} (dedupe_key, outbox_id) "
+            "SELECT %(dedupe_key)s, %(id)s WHERE %(dedupe_key)s::bytea IS NOT NULL "
+            "ON CONFLICT DO NOTHING RETURNING outbox_id), "
             f"ins AS (INSERT INTO {table} (outbox_id, lane, target, payload, dedupe_key, status, "
             "available_at, attempt_count, max_attempts, created_at, updated_at) "
             "SELECT %(id)s, %(lane)s, %(target)s, %(payload)s, %(dedupe_key)s, 'pending', "
             "%(available_at)s, 0, %(max_attempts)s, t.now, t.now FROM t "
-            "ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING "
+            "WHERE %(dedupe_key)s::bytea IS NULL OR EXISTS (SELECT FROM k) "
             f"RETURNING {_COLUMNS}) "
             "SELECT * FROM ins UNION ALL "
-            f"{select} WHERE dedupe_key = %(dedupe_key)s AND NOT EXISTS (SELECT FROM ins)"
+            f"{select} WHERE outbox_id = (SELECT outbox_id FROM {keys} "
+            "WHERE dedupe_key = %(dedupe_key)s) AND NOT EXISTS (SELECT FROM ins)"
         )
-        self._by_dedupe = f"{select} WHERE dedupe_key = %s"
+        self._by_dedupe = (
+            f"{select} WHERE outbox_id = (SELECT outbox_id FROM {keys} WHERE dedupe_key = %s)"
+        )
         # The claim, in one statement:
         # * swept: exhausted expired leases of the lane become dead letters,
         #   through the partial index of claimed rows; SKIP LOCKED leaves rows
