@@ -507,6 +507,10 @@ def test_ack_many_after_a_lease_was_taken_over(box):
     assert box.ack_many([(second.outbox_id, second.claim_token)], now=12) == [True]
 
 
+class _Text(str):
+    """A str subclass: checked one by one, like any other value."""
+
+
 @pytest.mark.parametrize(
     ("claims", "field"),
     [
@@ -520,6 +524,8 @@ def test_ack_many_after_a_lease_was_taken_over(box):
         ([(5, "t")], "outbox_id"),
         ([("id", 5)], "claim_token"),
         ([("id", "\ud800")], "claim_token"),
+        ([("\udfff", "t")], "outbox_id"),
+        ([(_Text("id"), "\ud800")], "claim_token"),
     ],
 )
 def test_ack_many_checks_every_claim_before_acking(box, claims, field):

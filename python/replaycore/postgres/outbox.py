@@ -336,6 +336,8 @@ class PostgresOutbox(PostgresStore):
         lane, target, limit, lease_ms, consumer_id, at = _check_claim(
             lane, target, limit, lease_ms, consumer_id, now, database_clock=True
         )
+        # Binary results: a claimed row's dozen values cost the client about
+        # half as much to parse as in text (hex bytea, decimal integers).
         rows = self._engine.rows(
             self._claim_sql.replace("{limit}", str(limit)),
             {
@@ -346,6 +348,7 @@ class PostgresOutbox(PostgresStore):
                 "consumer": consumer_id.encode(),
                 "lease_ms": lease_ms,
             },
+            binary=True,
         )
         rows.sort(key=_claim_order)
         return [
@@ -448,7 +451,7 @@ class PostgresOutbox(PostgresStore):
     def get(self, outbox_id: str) -> OutboxMessage | None:
         """The message with this id, or None."""
         outbox_id = _any_text(outbox_id, "outbox_id")
-        rows = self._engine.rows(self._get_sql, (outbox_id,))
+        rows = self._engine.rows(self._get_sql, (outbox_id,), binary=True)
         return _message(rows[0]) if rows else None
 
     def list(
@@ -468,7 +471,7 @@ class PostgresOutbox(PostgresStore):
             params |= {"prefix_len": len(raw), "prefix": raw}
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         rows = self._engine.rows(
-            f"{self._select}{where} ORDER BY created_at, seq LIMIT %(limit)s", params
+            f"{self._select}{where} ORDER BY created_at, seq LIMIT %(limit)s", params, binary=True
         )
         return [_message(row) for row in rows]
 
