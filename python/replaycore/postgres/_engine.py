@@ -127,6 +127,17 @@ def _unavailable(what: str, exc: BaseException) -> StoreUnavailable:
     return error
 
 
+def _has_rows(cursor: psycopg.Cursor[Any]) -> bool:
+    """Whether the cursor's statement returned rows (an empty set included):
+    what ``cursor.description is not None`` says, without building a Column
+    object per column on every call (measured: 22 us a call for a cache
+    claim's 8 columns, 33 us for an outbox claim's 12; this takes 0.2 us)."""
+    result = cursor.pgresult
+    return result is not None and (
+        result.nfields > 0 or result.status == psycopg.pq.ExecStatus.TUPLES_OK
+    )
+
+
 def _stale(connection: psycopg.Connection[Any]) -> bool:
     """True when an idle connection's socket is readable or gone: the server
     closed it (restart, ``pg_terminate_backend``) or sent something an idle
@@ -311,12 +322,12 @@ class Engine:
             if len(batch) == 1 and connection.autocommit:
                 sql, params = batch[0]
                 cursor = connection.execute(sql, params, binary=binary)
-                return [cursor.fetchall() if cursor.description else []]
+                return [cursor.fetchall() if _has_rows(cursor) else []]
             cursors = []
             with connection.pipeline(), connection.transaction():
                 for sql, params in batch:
                     cursors.append(connection.execute(sql, params, binary=binary))
-            return [c.fetchall() if c.description else [] for c in cursors]
+            return [c.fetchall() if _has_rows(c) else [] for c in cursors]
 
         return self._retrying(attempt)
 
