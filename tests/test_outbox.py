@@ -508,7 +508,7 @@ def test_ack_many_after_a_lease_was_taken_over(box):
 
 
 class _Text(str):
-    """A str subclass: checked one by one, like any other value."""
+    """A str subclass, checked like a str."""
 
 
 @pytest.mark.parametrize(

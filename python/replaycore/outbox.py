@@ -346,23 +346,8 @@ def _check_claims(claims: Any) -> builtins.list[tuple[str, str | None]]:
             f"claims must be an iterable of (outbox_id, claim_token), not {type(claims).__name__}",
             "claims",
         )
-    pairs = list(claims)
-    # What claim() returned comes back as pairs of plain str: checked at once.
-    if all(
-        type(pair) is tuple
-        and len(pair) == 2
-        and type(pair[0]) is str
-        and (pair[1] is None or type(pair[1]) is str)
-        for pair in pairs
-    ):
-        try:
-            "".join([i + (t or "") for i, t in pairs]).encode()
-        except UnicodeEncodeError:
-            pass  # the loop below names the culprit
-        else:
-            return pairs
     checked: builtins.list[tuple[str, str | None]] = []
-    for i, pair in enumerate(pairs):
+    for i, pair in enumerate(claims):
         if not isinstance(pair, tuple) or len(pair) != 2:
             raise OutboxValidationError(
                 f"claims[{i}] must be a tuple (outbox_id, claim_token), got {pair!r}", "claims"
