@@ -45,6 +45,7 @@ import msgspec
 import psycopg
 import psycopg_pool
 import pytest
+import replaycore.postgres._engine
 from psycopg import sql
 from replaycore.cache import CachedResult, Error, InProgress, Success
 from replaycore.errors import (
@@ -967,29 +968,22 @@ def test_an_older_schema_is_migrated_and_keeps_its_data(pg_server, pg_dsn, pg_sc
         assert store.stats() == StoreStats(entries=1, inserts=1, replays=0, conflicts=0)
 
 
-def _schema_at_version(server: PostgresServer, schema: str, version: int) -> None:
-    """Make ``schema`` as a release whose migrations stopped at ``version`` did."""
-    quoted = sql.Identifier(schema).as_string(None)
-    server.psql(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-    for migration in MIGRATIONS[:version]:
-        for statement in migration:
-            server.psql(statement.replace("{schema}", quoted).encode())
-    versions = table(schema, "replaycore_schema")
-    server.psql(
-        sql.SQL(
-            "CREATE TABLE {} (only_row boolean PRIMARY KEY DEFAULT true, version integer NOT NULL)"
-        ).format(versions)
-    )
-    server.psql(sql.SQL("INSERT INTO {} (version) VALUES (%s)").format(versions), [version])
+def _schema_at_version(dsn: str, schema: str, version: int, monkeypatch: Any) -> None:
+    """Make ``schema`` as a release whose migrations stopped at ``version``
+    did: the engine itself migrates it, knowing only the first ``version``."""
+    with monkeypatch.context() as patch:
+        patch.setattr(replaycore.postgres._engine, "MIGRATIONS", MIGRATIONS[:version])
+        PostgresIdempotencyStore(dsn, schema=schema).close()
 
 
 def test_a_version_1_outbox_moves_its_dedupe_keys_and_keeps_every_message(
-    pg_server, pg_dsn, pg_schema
+    pg_server, pg_dsn, pg_schema, monkeypatch
 ):
     """Version 2 moved dedupe keys out of outbox_messages: an outbox written
     by version 1 keeps its messages, their states and claims, and every
     dedupe key it held still returns its message."""
-    _schema_at_version(pg_server, pg_schema, 1)
+    _schema_at_version(pg_dsn, pg_schema, 1, monkeypatch)
+    assert version_rows(pg_server, pg_schema) == [(1,)]
     messages = table(pg_schema, "outbox_messages")
     now = 1_000
     rows = [
