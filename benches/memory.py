@@ -12,9 +12,11 @@ and 200). Three journals are generated:
 
 Each journal is replayed and inspected, and converted into the other
 format (``.rcj`` to ``.jsonl`` and back) as ``replaycore convert`` does
-(:func:`replaycore.cli._copy` over :func:`~replaycore.read_journal`; the
-command itself keeps the default 64 MiB limits, which the big records
-exceed). The reference converts with ``REPLAYCORE_BACKEND=python``.
+(:func:`replaycore.cli.convert_file`: the Rust core's converter, which
+writes each record from its bytes, or ``read_journal`` + ``JournalWriter``
+for what it declines and on the reference; the command itself keeps the
+default 64 MiB limits, which the big records exceed). The reference
+converts with ``REPLAYCORE_BACKEND=python``.
 
 Each case runs in a fresh interpreter, which notes its resident set size
 after importing replaycore, runs the case, and reports its peak (``VmHWM``
@@ -146,8 +148,8 @@ def convert_growth(backend: str, path: Path, limits: str, records: int) -> int:
     ``replaycore convert`` does, with the read limits ``limits`` set."""
     target = path.with_name(f"converted-{backend}{'.rcj' if path.suffix == '.jsonl' else '.jsonl'}")
     grown = growth_bytes(
-        f"n = cli._copy(journal.read_journal({str(path)!r}, {limits}), Path({str(target)!r}), "
-        f"SimpleNamespace(records=0)); assert n == {records}",
+        f"n = cli.convert_file(Path({str(path)!r}), Path({str(target)!r}), {limits}); "
+        f"assert n == {records}",
         backend,
     )
     target.unlink()

@@ -719,38 +719,10 @@ pub fn scan_end<F: ReadAt + ?Sized>(file: &F, size: u64, limit: u64) -> Result<S
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::msgpack::Writer;
 
-    /// A canonical record body, as msgspec writes it (fields in declaration
-    /// order, payload `kind` first).
+    /// A canonical record body, as msgspec writes it.
     fn body(id: &str, seq: i64) -> Vec<u8> {
-        let mut w = Writer::new();
-        w.map(9);
-        w.str("schema");
-        w.int(1);
-        w.str("record_id");
-        w.str(id);
-        w.str("journal_seq");
-        w.int(seq);
-        w.str("run_id");
-        w.str("run");
-        w.str("at_ms");
-        w.int(0);
-        w.str("idempotency_key");
-        w.nil();
-        w.str("dedupe_key");
-        w.nil();
-        w.str("content_refs");
-        w.array(0);
-        w.str("payload");
-        w.map(3);
-        w.str("kind");
-        w.str("custom");
-        w.str("name");
-        w.str("step");
-        w.str("data");
-        w.nil();
-        w.out
+        crate::test_support::custom_body(id, seq, "step", &[0xc0])
     }
 
     fn frame(body: &[u8]) -> Vec<u8> {

@@ -919,13 +919,7 @@ mod tests {
         w.out
     }
 
-    fn framed(bodies: &[Vec<u8>]) -> Vec<u8> {
-        let mut out = frames::MAGIC.to_vec();
-        for b in bodies {
-            frames::encode_frame(b, &mut out).unwrap();
-        }
-        out
-    }
+    use crate::test_support::framed;
 
     fn tmp(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("replaycore-journal-{}", std::process::id()));

@@ -1,13 +1,15 @@
 //! `replaycore._core`: the Rust core of replaycore.
 //!
 //! Pure modules (`keys`, `digest`, `sequence`, `store`, `msgpack`, `records`,
-//! `frames`, `jsonl`, `journal`, `replay`, `pipeline`, `error`, `sync`) hold
-//! the logic and are unit-tested with `cargo test`; `py` holds the thin
+//! `frames`, `jsonl`, `journal`, `convert`, `replay`, `pipeline`, `error`,
+//! `sync`) hold the logic and are unit-tested with `cargo test` (with the
+//! builders of `test_support`); `py` holds the thin
 //! bindings, which only convert. `py` and the Python module are compiled with
 //! the `python` feature only (maturin enables it), so the pure core builds,
 //! lints and tests without pyo3 or libpython.
 //! This file only declares the modules and the Python module.
 
+pub mod convert;
 pub mod digest;
 pub mod error;
 pub mod frames;
@@ -23,6 +25,8 @@ pub mod replay;
 pub mod sequence;
 pub mod store;
 pub mod sync;
+#[cfg(test)]
+pub mod test_support;
 
 #[cfg(feature = "python")]
 use pyo3::prelude::*;
@@ -46,6 +50,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<py::journal::JournalWriter>()?;
     m.add_function(wrap_pyfunction!(py::journal::read_journal, m)?)?;
     m.add_function(wrap_pyfunction!(py::journal::inspect_journal, m)?)?;
+    m.add_function(wrap_pyfunction!(py::journal::convert_journal, m)?)?;
     m.add_class::<py::replay::ReplayReducer>()?;
     m.add_function(wrap_pyfunction!(py::replay::replay, m)?)?;
     m.add_function(wrap_pyfunction!(py::replay::replay_many, m)?)?;

@@ -494,12 +494,15 @@ def test_convert_holds_one_batch_not_the_journal(
 ) -> None:
     import replaycore.cli as cli
 
+    # The general path: the reference's, and the core's for what its own
+    # converter declines (tests/test_convert.py).
+    monkeypatch.setattr(cli, "_convert_natively", lambda *args, **kw: None)
     monkeypatch.setattr(cli, "_CONVERT_BATCH", 2)
     count = {"read": 0, "written": 0, "held": 0}
     real_read, real_writer = cli.read_journal, cli.JournalWriter
 
-    def read_journal(path: Path) -> object:
-        for record in real_read(path):
+    def read_journal(path: Path, **limits: int) -> object:
+        for record in real_read(path, **limits):
             count["read"] += 1
             count["held"] = max(count["held"], count["read"] - count["written"])
             yield record
@@ -536,11 +539,12 @@ def test_an_interrupted_convert_exits_130_and_leaves_no_file(
 ) -> None:
     import replaycore.cli as cli
 
+    monkeypatch.setattr(cli, "_convert_natively", lambda *args, **kw: None)  # the general path
     monkeypatch.setattr(cli, "_CONVERT_BATCH", 1)
     real_read = cli.read_journal
 
-    def interrupted(path: Path) -> object:
-        for i, record in enumerate(real_read(path)):
+    def interrupted(path: Path, **limits: int) -> object:
+        for i, record in enumerate(real_read(path, **limits)):
             if i == 3:
                 raise KeyboardInterrupt  # Ctrl-C with three records written
             yield record

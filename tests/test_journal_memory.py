@@ -6,14 +6,14 @@ The journal is written here; a fresh interpreter notes its resident set size
 once replaycore is imported, reads the journal and reports its peak
 (``VmHWM``). The growth must stay under 4 times the record plus a fixed
 allowance (allocator slack, the readers' buffers). On records of small
-integers only the Rust core's replay and inspect are held to it: the
-reference decodes a record with msgspec into Python objects (a list of ints
-costs an 8-byte pointer per int, 4 times a line of one-digit ints and 8
-times a frame by itself), and so does ``convert`` on either backend, which
-hands records from ``read_journal`` to a ``JournalWriter``. On records of
-big strings, where objects cost what they encode to, the reference is held
-to it too, as is its ``convert``; ``benches/memory.py`` measures both
-backends on every case.
+integers only the Rust core (replay, inspect and its own converter,
+``_core.convert_journal``) is held to it: the reference decodes a record with
+msgspec into Python objects (a list of ints costs an 8-byte pointer per int,
+4 times a line of one-digit ints and 8 times a frame by itself), and so does
+its ``convert``, which hands records from ``read_journal`` to a
+``JournalWriter``. On records of big strings, where objects cost what they
+encode to, the reference is held to it too, as is its ``convert``;
+``benches/memory.py`` measures both backends on every case.
 """
 
 from __future__ import annotations
@@ -53,8 +53,11 @@ options = {"max_line_bytes": limit} if path.endswith(".jsonl") else {"max_frame_
 before = status("VmRSS")
 if action == "replay":
     assert _core.replay(path, **options).records_applied == 1
-else:
+elif action == "inspect":
     assert _core.inspect_journal(path, **options)["records"] == 1
+else:  # convert into the other format, with the same read limit
+    target = path + (".rcj" if path.endswith(".jsonl") else ".jsonl")
+    assert _core.convert_journal(path, target, **options) == 1
 print(json.dumps({"grown": status("VmHWM") - before}))
 """
 )
@@ -84,7 +87,7 @@ def write_frame(path: Path, count: int) -> int:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
-@pytest.mark.parametrize("action", ["replay", "inspect"])
+@pytest.mark.parametrize("action", ["replay", "inspect", "convert"])
 @pytest.mark.parametrize(
     ("name", "write", "ints"),
     [("run.jsonl", write_json_line, 10_000_000), ("run.rcj", write_frame, 20_000_000)],
@@ -110,8 +113,7 @@ CASE = (
     """
 import json, os, sys
 from pathlib import Path
-from types import SimpleNamespace
-from replaycore import _core, cli, journal, reference
+from replaycore import _core, cli, reference
 
 """
     + STATUS
@@ -127,7 +129,7 @@ elif action == "read":
     assert sum(1 for _ in impl.read_journal(path)) == records
 else:  # convert, as the command does, through the facade
     target = Path(path).with_name("converted" + (".rcj" if path.endswith(".jsonl") else ".jsonl"))
-    done = cli._copy(journal.read_journal(path), target, SimpleNamespace(records=0))
+    done = cli.convert_file(Path(path), target)
     assert done == records
 print(json.dumps({"grown": status("VmHWM") - before}))
 """

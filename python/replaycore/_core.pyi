@@ -32,6 +32,7 @@ __all__ = [
     "_canonical_roundtrip",
     "check_cursor_compatibility",
     "content_digest",
+    "convert_journal",
     "derive_key",
     "derive_keys",
     "durable_replay_support",
@@ -163,6 +164,25 @@ def read_journal(
         max_frame_bytes: the largest frame body, ``1..=2**32 - 1``.
         max_line_bytes: the longest JSON line (newline excluded),
             ``1..=2**63 - 1``; a longer line is corruption, never held.
+    """
+
+def convert_journal(
+    source: str | os.PathLike[str],
+    target: str | os.PathLike[str],
+    *,
+    max_frame_bytes: int = 67108864,
+    max_line_bytes: int = 67108864,
+) -> int | None:
+    """Convert a journal into a new file (``target`` must not exist; its extension
+    picks the format) without building its records: the records written, or None
+    when the conversion is left to ``read_journal`` + ``JournalWriter`` (nothing
+    is then left at ``target``).
+
+    Arguments:
+        source: a ``.rcj`` or ``.jsonl`` journal, read strictly.
+        target: the new ``.rcj`` or ``.jsonl`` file.
+        max_frame_bytes: the largest frame body read, ``1..=2**32 - 1``.
+        max_line_bytes: the longest JSON line read, ``1..=2**63 - 1``.
     """
 
 def inspect_journal(

@@ -49,6 +49,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 import msgspec
@@ -66,6 +67,7 @@ from replaycore.errors import (
 )
 from replaycore.journal import JournalWriter, inspect_journal, read_journal
 from replaycore.records import JournalRecord
+from replaycore.reference.journal import DEFAULT_MAX_FRAME_BYTES, DEFAULT_MAX_LINE_BYTES
 from replaycore.replay import replay
 from replaycore.results import ReplayResult
 
@@ -476,9 +478,58 @@ def _convert_file(args: argparse.Namespace, o: _Output) -> tuple[int, str]:
     """convert a journal file into a new file, streaming."""
     source, target = Path(args.source), Path(args.target)
     with o.progress(f"convert {source.name}", source) as progress, _replacing(target) as path:
-        count = _copy(read_journal(source), path, progress)
+        count = convert_file(source, path, progress)
     o.finished(progress, "converted", count, progress.total_bytes)
     return count, f"to {target}"
+
+
+def convert_file(
+    source: Path,
+    path: Path,
+    progress: Progress | None = None,
+    *,
+    max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+) -> int:
+    """Write the records of the journal ``source`` into a new journal at
+    ``path`` (which must not exist), read strictly with the limits given.
+    Returns how many were written.
+
+    The Rust core converts without building the records
+    (:func:`_convert_natively`); whatever it leaves, and everything on the
+    reference, goes through ``read_journal`` and ``JournalWriter`` one batch
+    at a time (:func:`_copy`), which gives the same file.
+    """
+    count = _convert_natively(source, path, max_frame_bytes, max_line_bytes)
+    if count is None:
+        path.unlink(missing_ok=True)
+        counted: Any = progress or SimpleNamespace(records=0)  # nothing shows it
+        records = read_journal(
+            source, max_frame_bytes=max_frame_bytes, max_line_bytes=max_line_bytes
+        )
+        count = _copy(records, path, counted)
+    elif progress is not None:
+        progress.records = count
+    return count
+
+
+def _convert_natively(
+    source: Path, path: Path, max_frame_bytes: int, max_line_bytes: int
+) -> int | None:
+    """Convert in the Rust core, which writes every record from its encoded
+    bytes: memory holds about one record, never its Python objects (SPEC 6.2
+    "Memory"). None when the core declines, leaving nothing at ``path``: a
+    damaged source, a ``journal_seq`` the writer would number or refuse, or
+    ``Custom.data`` it does not copy byte for byte (binary, extensions, float32,
+    an encoding that is not canonical); the general path then gives the same
+    file, or the same error, as it always did. None on the reference."""
+    if BACKEND != "rust":
+        return None
+    from replaycore._core import convert_journal
+
+    return convert_journal(
+        source, path, max_frame_bytes=max_frame_bytes, max_line_bytes=max_line_bytes
+    )
 
 
 def _convert_from_database(args: argparse.Namespace, o: _Output) -> tuple[int, str]:

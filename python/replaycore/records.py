@@ -261,16 +261,35 @@ def encode_canonical(value: Any) -> bytes:
         InvalidArgument: ``value`` holds text with a lone surrogate or an
             integer outside the 64-bit range msgpack can carry.
     """
+    return _encode(_CANONICAL_ENCODER, value, "canonically")
+
+
+#: The JSON of a journal line (SPEC 6.2): dict keys sorted, as in the canonical form.
+_JSON_ENCODER = msgspec.json.Encoder(order="deterministic")
+
+
+def encode_json(value: Any) -> bytes:
+    """Return the JSON a ``.jsonl`` journal holds for ``value`` (one line,
+    without its newline): msgspec JSON with dict keys sorted.
+
+    Raises:
+        InvalidArgumentType: ``value`` holds an object JSON cannot carry (a
+            msgpack extension other than a timestamp read from a ``.rcj``
+            file, for one).
+        InvalidArgument: ``value`` holds text with a lone surrogate, or a
+            dict key JSON cannot carry.
+    """
+    return _encode(_JSON_ENCODER, value, "as JSON")
+
+
+def _encode(encoder: msgspec.msgpack.Encoder | msgspec.json.Encoder, value: Any, how: str) -> bytes:
+    """``encoder.encode(value)``, msgspec's errors raised as replaycore's."""
     try:
-        return _CANONICAL_ENCODER.encode(value)
+        return encoder.encode(value)
     except TypeError as exc:
-        raise InvalidArgumentType(
-            f"value cannot be encoded canonically: {exc}", "value", value
-        ) from None
+        raise InvalidArgumentType(f"value cannot be encoded {how}: {exc}", "value", value) from None
     except (UnicodeEncodeError, OverflowError, ValueError) as exc:
-        raise InvalidArgument(
-            f"value cannot be encoded canonically: {exc}", "value", value
-        ) from None
+        raise InvalidArgument(f"value cannot be encoded {how}: {exc}", "value", value) from None
 
 
 def decode_canonical(data: bytes, type: type[T]) -> T:

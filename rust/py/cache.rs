@@ -39,6 +39,10 @@ cached!(
     encode_canonical: PyAny = "replaycore.records"."encode_canonical"
 );
 cached!(
+    /// `replaycore.records.encode_json`.
+    encode_json: PyAny = "replaycore.records"."encode_json"
+);
+cached!(
     /// `replaycore.records.differing_fields`.
     differing_fields: PyAny = "replaycore.records"."differing_fields"
 );

@@ -146,7 +146,10 @@ impl JournalWriter {
                 Ok(encoded) => encoded,
                 Err(_) => cache::encode_canonical(py)?.call1((record,))?,
             },
-            Format::Jsonl => json_encode(py)?.call1((record,))?,
+            Format::Jsonl => match json_encode(py)?.call1((record,)) {
+                Ok(encoded) => encoded,
+                Err(_) => cache::encode_json(py)?.call1((record,))?,
+            },
         };
         let encoded = encoded.cast::<PyBytes>()?;
         journal::push_record(self.format, index, encoded.as_bytes(), out)
@@ -563,4 +566,46 @@ pub fn inspect_journal<'py>(
     out.set_item("corrupt_ranges", ranges)?;
     out.set_item("bytes", found.bytes)?;
     Ok(out)
+}
+
+/// Convert the journal at `source` into a new file at `target` (which must
+/// not exist; its extension picks the format), streaming, GIL released, and
+/// without building the records as Python objects: the number of records
+/// written (synced), or None when this fast path leaves the conversion to
+/// `read_journal` + `JournalWriter` (a damaged source, a `journal_seq` the
+/// writer would number or refuse, or `Custom.data` it does not copy byte for
+/// byte: see `rust/convert.rs`); `target` is then removed. Signals are
+/// looked at after each chunk written: Ctrl-C raises KeyboardInterrupt.
+#[pyfunction]
+#[pyo3(
+    signature = (source, target, *, max_frame_bytes = Given(None), max_line_bytes = Given(None)),
+    text_signature = "(source, target, *, max_frame_bytes=67108864, max_line_bytes=67108864)"
+)]
+pub fn convert_journal<'py>(
+    py: Python<'py>,
+    source: &Bound<'py, PyAny>,
+    target: &Bound<'py, PyAny>,
+    max_frame_bytes: Given<'py>,
+    max_line_bytes: Given<'py>,
+) -> PyResult<Option<u64>> {
+    let MaxFrameBytes(limit) = max_frame_bytes.or_default()?;
+    let MaxLineBytes(line_limit) = max_line_bytes.or_default()?;
+    path_type(py)?.call1((source,))?;
+    path_type(py)?.call1((target,))?;
+    let (src, _) = os_path(source)?;
+    let (dst, _) = os_path(target)?;
+    let mut interrupted = None;
+    let mut go_on = || match Python::attach(|py| py.check_signals()) {
+        Ok(()) => true,
+        Err(err) => {
+            interrupted = Some(err);
+            false
+        }
+    };
+    let converted =
+        py.detach(|| crate::convert::convert_path(&src, &dst, limit, line_limit, &mut go_on));
+    match (converted, interrupted) {
+        (_, Some(err)) => Err(err), // Ctrl-C: the caller's KeyboardInterrupt
+        (converted, None) => Ok(converted.ok()),
+    }
 }

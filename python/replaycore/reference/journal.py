@@ -42,7 +42,7 @@ from replaycore.errors import (
     JournalLocked,
     RecordDecodeError,
 )
-from replaycore.records import JournalRecord, _Payload, encode_canonical
+from replaycore.records import JournalRecord, _Payload, encode_canonical, encode_json
 
 __all__ = [
     "DEFAULT_MAX_FRAME_BYTES",
@@ -697,7 +697,10 @@ class JournalWriter:
     def _encode(self, record: JournalRecord) -> bytes:
         if self.format == "rcj":
             return encode_frame(record)
-        return _JSON_ENCODER.encode(record) + b"\n"
+        try:
+            return _JSON_ENCODER.encode(record) + b"\n"
+        except Exception:
+            return encode_json(record) + b"\n"  # raises the typed error
 
     def append(self, record: JournalRecord) -> JournalRecord:
         """Append one record and return it as written (with its ``journal_seq``)."""
