@@ -95,7 +95,7 @@ fn convert_into(
 ) -> Result<u64, Declined> {
     let mut out = Output {
         format,
-        file,
+        sink: file,
         go_on,
         buf: Vec::with_capacity(CHUNK + 64),
         last_seq: 0,
@@ -121,14 +121,32 @@ fn convert_into(
         Err(WalkError::Corruption { .. }) => return Err(Declined::Damaged),
     }
     out.flush()?;
-    out.file.sync_all()?;
+    out.sink.sync_all()?;
     Ok(out.count)
 }
 
-/// The target file and what has been written to it.
-struct Output<'g> {
+/// The bytes `record` takes in a journal of `format` as [`convert_path`]
+/// writes them (its frame, or its JSON line with the newline), or why it
+/// would decline the record. `journal_seq` is not checked.
+pub fn encode_record(record: &Record<'_>, format: Format) -> Result<Vec<u8>, Declined> {
+    let mut go_on = || true;
+    let mut out = Output {
+        format,
+        sink: Vec::new(),
+        go_on: &mut go_on,
+        buf: Vec::new(),
+        last_seq: i64::MIN,
+        count: 0,
+    };
+    out.record(record)?;
+    out.flush()?;
+    Ok(out.sink)
+}
+
+/// The target (a file) and what has been written to it.
+struct Output<'g, W: Write> {
     format: Format,
-    file: File,
+    sink: W,
     go_on: &'g mut dyn FnMut() -> bool,
     /// Bytes not yet written.
     buf: Vec<u8>,
@@ -136,9 +154,9 @@ struct Output<'g> {
     count: u64,
 }
 
-impl Output<'_> {
+impl<W: Write> Output<'_, W> {
     fn flush(&mut self) -> Result<(), Declined> {
-        self.file.write_all(&self.buf)?;
+        self.sink.write_all(&self.buf)?;
         self.buf.clear();
         if (self.go_on)() {
             Ok(())
@@ -158,7 +176,7 @@ impl Output<'_> {
     fn write(&mut self, bytes: &[u8]) -> Result<(), Declined> {
         if bytes.len() >= CHUNK {
             self.flush()?;
-            self.file.write_all(bytes)?;
+            self.sink.write_all(bytes)?;
             Ok(())
         } else {
             self.buf.extend_from_slice(bytes);
@@ -182,7 +200,7 @@ impl Output<'_> {
                 };
                 if let Some(data) = data {
                     let mut cursor = Cursor::new(data);
-                    Transcoder::<false> { out: self }.data_value(&mut cursor, 3)?;
+                    Transcoder::<W, false> { out: self }.data_value(&mut cursor, 3)?;
                     if !cursor.at_end() {
                         return Err(Declined::Data);
                     }
@@ -190,7 +208,7 @@ impl Output<'_> {
                 self.frame(prefix, data.unwrap_or(&[]))?;
             }
             Format::Jsonl => {
-                let mut json = Transcoder::<true> { out: self };
+                let mut json = Transcoder::<W, true> { out: self };
                 let mut cursor = Cursor::new(&envelope);
                 json.value(&mut cursor, 1, data)?;
                 if !cursor.at_end() {
@@ -318,11 +336,11 @@ fn container_header_len(len: u64) -> usize {
 /// Walks one encoded value, checking that it is canonical and of a type
 /// this converter carries, and with `JSON` writes it as msgspec's JSON
 /// encoder would.
-struct Transcoder<'o, 'g, const JSON: bool> {
-    out: &'o mut Output<'g>,
+struct Transcoder<'o, 'g, W: Write, const JSON: bool> {
+    out: &'o mut Output<'g, W>,
 }
 
-impl<const JSON: bool> Transcoder<'_, '_, JSON> {
+impl<W: Write, const JSON: bool> Transcoder<'_, '_, W, JSON> {
     fn emit(&mut self, bytes: &[u8]) {
         if JSON {
             self.out.buf.extend_from_slice(bytes);
@@ -708,6 +726,21 @@ mod tests {
         assert!(matches!(result, Err(Declined::Stopped)));
         assert_eq!(asked, 1);
         assert!(!dst.exists());
+    }
+
+    #[test]
+    fn a_record_encodes_as_its_frame_and_as_a_line_that_parses_back() {
+        let data = b"\x83\xa1a\xcb\x3f\xb9\x99\x99\x99\x99\x99\x9a\xa1b\x92\xc2\xd0\x80\xa1c\xa3\xc3\xa9\x0a";
+        let body = custom(7, data);
+        let record = crate::records::decode_msgpack(&body).unwrap();
+        let frame = encode_record(&record, Format::Rcj).unwrap();
+        assert_eq!(frame.get(12..), Some(&body[..]));
+        let line = encode_record(&record, Format::Jsonl).unwrap();
+        assert!(
+            line.ends_with(b"\"data\":{\"a\":0.1,\"b\":[false,-128],\"c\":\"\xc3\xa9\\n\"}}}\n")
+        );
+        let parsed = crate::jsonl::parse_line(&line[..line.len() - 1]).unwrap();
+        assert_eq!(parsed.into_canonical(&mut Vec::new()).unwrap(), body);
     }
 
     #[test]
