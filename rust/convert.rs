@@ -34,7 +34,7 @@ use std::path::Path;
 use crate::frames::{self, Event, WalkError};
 use crate::journal::{self, FileEvent, Format};
 use crate::jsonl::LineEvent;
-use crate::msgpack::MAX_DEPTH;
+use crate::msgpack::{container_header_len, int_marker, str_header_len, uint_marker, MAX_DEPTH};
 use crate::records::{encode_canonical, Payload, Record};
 
 /// Bytes of output gathered before they are written.
@@ -191,26 +191,29 @@ impl<W: Write> Output<'_, W> {
         let (envelope, data) = split_data(record);
         match self.format {
             Format::Rcj => {
-                let prefix = match data {
-                    // The envelope ends with the nil written in place of the data.
-                    Some(_) => envelope
-                        .get(..envelope.len().saturating_sub(1))
-                        .unwrap_or(&[]),
-                    None => &envelope[..],
-                };
-                if let Some(data) = data {
-                    let mut cursor = Cursor::new(data);
-                    Transcoder::<W, false> { out: self }.data_value(&mut cursor, 3)?;
-                    if !cursor.at_end() {
-                        return Err(Declined::Data);
+                let (prefix, data) = match data {
+                    Some(data) => {
+                        let mut cursor = Cursor::new(data);
+                        Transcoder::<W, false> { out: self }.walk(&mut cursor, 3, true, None)?;
+                        if !cursor.at_end() {
+                            return Err(Declined::Data);
+                        }
+                        // The envelope ends with the nil written in place of the data.
+                        (
+                            envelope
+                                .get(..envelope.len().saturating_sub(1))
+                                .unwrap_or(&[]),
+                            data,
+                        )
                     }
-                }
-                self.frame(prefix, data.unwrap_or(&[]))?;
+                    None => (&envelope[..], &[][..]),
+                };
+                self.frame(prefix, data)?;
             }
             Format::Jsonl => {
                 let mut json = Transcoder::<W, true> { out: self };
                 let mut cursor = Cursor::new(&envelope);
-                json.value(&mut cursor, 1, data)?;
+                json.walk(&mut cursor, 1, false, data)?;
                 if !cursor.at_end() {
                     return Err(Declined::Data);
                 }
@@ -229,12 +232,8 @@ impl<W: Write> Output<'_, W> {
         let mut crc = crc32fast::Hasher::new();
         crc.update(prefix);
         crc.update(data);
-        let mut head = [0u8; 12];
-        head[..4].copy_from_slice(&length.to_le_bytes());
-        head[4..8].copy_from_slice(&crc.finalize().to_le_bytes());
-        let header_crc = frames::crc32(&head[..8]);
-        head[8..].copy_from_slice(&header_crc.to_le_bytes());
-        self.buf.extend_from_slice(&head);
+        self.buf
+            .extend_from_slice(&frames::header(length, crc.finalize()));
         self.write(prefix)?;
         self.write(data)?;
         Ok(())
@@ -289,50 +288,6 @@ impl<'a> Cursor<'a> {
     }
 }
 
-/// The marker msgspec encodes the non-negative integer `v` with (`v` as
-/// itself below 128), as [`crate::msgpack::Writer::uint`] writes it.
-fn canonical_uint_marker(v: u64) -> u8 {
-    match v {
-        0..=0x7f => v as u8,
-        0x80..=0xff => 0xcc,
-        0x100..=0xffff => 0xcd,
-        0x1_0000..=0xffff_ffff => 0xce,
-        _ => 0xcf,
-    }
-}
-
-/// The marker msgspec encodes the integer `v` with, as [`crate::msgpack::Writer::int`]
-/// writes it.
-fn canonical_int_marker(v: i64) -> u8 {
-    match v {
-        0.. => canonical_uint_marker(v as u64),
-        -32..=-1 => v as i8 as u8,
-        -128..=-33 => 0xd0,
-        -32_768..=-129 => 0xd1,
-        -2_147_483_648..=-32_769 => 0xd2,
-        _ => 0xd3,
-    }
-}
-
-/// Bytes a canonical header takes for a string of `len` bytes.
-fn str_header_len(len: usize) -> usize {
-    match len {
-        0..=31 => 1,
-        32..=255 => 2,
-        256..=65_535 => 3,
-        _ => 5,
-    }
-}
-
-/// Bytes a canonical header takes for an array or map of `len` items.
-fn container_header_len(len: u64) -> usize {
-    match len {
-        0..=15 => 1,
-        16..=65_535 => 3,
-        _ => 5,
-    }
-}
-
 /// Walks one encoded value, checking that it is canonical and of a type
 /// this converter carries, and with `JSON` writes it as msgspec's JSON
 /// encoder would.
@@ -347,21 +302,9 @@ impl<W: Write, const JSON: bool> Transcoder<'_, '_, W, JSON> {
         }
     }
 
-    /// A value of `Custom.data`, at container depth `depth`.
-    fn data_value(&mut self, c: &mut Cursor<'_>, depth: usize) -> Result<(), Declined> {
-        self.walk(c, depth, true, None)
-    }
-
-    /// A value of the record's envelope; the `data` key takes `data`.
-    fn value(
-        &mut self,
-        c: &mut Cursor<'_>,
-        depth: usize,
-        data: Option<&[u8]>,
-    ) -> Result<(), Declined> {
-        self.walk(c, depth, false, data)
-    }
-
+    /// One value at container depth `depth`: of `Custom.data` when
+    /// `in_data` (maps must have sorted unique string keys), else of the
+    /// record's envelope, whose `data` key (a nil in place) takes `data`.
     fn walk(
         &mut self,
         c: &mut Cursor<'_>,
@@ -379,7 +322,7 @@ impl<W: Write, const JSON: bool> Transcoder<'_, '_, W, JSON> {
             0xc3 => self.emit(b"true"),
             0xcc..=0xcf => {
                 let v = c.be(1 << (marker - 0xcc))?;
-                if canonical_uint_marker(v) != marker {
+                if uint_marker(v) != marker {
                     return Err(Declined::Data);
                 }
                 self.uint(v);
@@ -389,7 +332,7 @@ impl<W: Write, const JSON: bool> Transcoder<'_, '_, W, JSON> {
                 let raw = c.be(1 << (marker - 0xd0))?;
                 let shift = 64 - bits;
                 let v = ((raw << shift) as i64) >> shift;
-                if canonical_int_marker(v) != marker {
+                if int_marker(v) != marker {
                     return Err(Declined::Data);
                 }
                 self.int(v);
@@ -599,35 +542,7 @@ fn push_u64(out: &mut Vec<u8>, mut v: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::msgpack::Writer;
     use crate::test_support::{custom_body, framed as journal};
-
-    #[test]
-    fn the_markers_of_integers_are_the_writers() {
-        let edges = [
-            0i64,
-            127,
-            128,
-            255,
-            256,
-            65_535,
-            65_536,
-            4_294_967_295,
-            4_294_967_296,
-        ];
-        for v in edges
-            .iter()
-            .flat_map(|&v| [v, -v, v - 1, -v - 1])
-            .chain([i64::MIN, i64::MAX])
-        {
-            let mut w = Writer::new();
-            w.int(v);
-            assert_eq!(canonical_int_marker(v), w.out[0], "{v}");
-        }
-        let mut w = Writer::new();
-        w.uint(u64::MAX);
-        assert_eq!(canonical_uint_marker(u64::MAX), w.out[0]);
-    }
 
     /// The canonical body of a custom record `seq` whose data is `data`.
     fn custom(seq: i64, data: &[u8]) -> Vec<u8> {

@@ -159,15 +159,20 @@ impl Header {
 /// is longer than a `u32` length can say.
 pub fn encode_frame(body: &[u8], out: &mut Vec<u8>) -> Option<()> {
     let length = u32::try_from(body.len()).ok()?;
-    let mut head = [0u8; HEADER_LEN];
-    head[..4].copy_from_slice(&length.to_le_bytes());
-    head[4..8].copy_from_slice(&crc32(body).to_le_bytes());
-    let header_crc = crc32(&head[..8]);
-    head[8..].copy_from_slice(&header_crc.to_le_bytes());
     out.reserve(HEADER_LEN + body.len());
-    out.extend_from_slice(&head);
+    out.extend_from_slice(&header(length, crc32(body)));
     out.extend_from_slice(body);
     Some(())
+}
+
+/// The header of a frame whose body is `length` bytes with CRC `body_crc`.
+pub fn header(length: u32, body_crc: u32) -> [u8; HEADER_LEN] {
+    let mut head = [0u8; HEADER_LEN];
+    head[..4].copy_from_slice(&length.to_le_bytes());
+    head[4..8].copy_from_slice(&body_crc.to_le_bytes());
+    let header_crc = crc32(&head[..8]);
+    head[8..].copy_from_slice(&header_crc.to_le_bytes());
+    head
 }
 
 /// Random access to the bytes being walked, moving forward only.

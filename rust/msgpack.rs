@@ -527,42 +527,44 @@ impl Writer {
         Writer::default()
     }
 
-    fn header(&mut self, len: usize, fix: u8, fix_max: usize, m16: u8, m32: u8) {
-        if len <= fix_max {
-            self.out.push(fix | len as u8);
-        } else if len <= usize::from(u16::MAX) {
-            self.out.push(m16);
-            self.out.extend_from_slice(&(len as u16).to_be_bytes());
-        } else {
-            self.out.push(m32);
-            self.out.extend_from_slice(&(len as u32).to_be_bytes());
+    fn header(&mut self, len: usize, fix: u8, m16: u8, m32: u8) {
+        match container_header_len(len as u64) {
+            1 => self.out.push(fix | len as u8),
+            3 => {
+                self.out.push(m16);
+                self.out.extend_from_slice(&(len as u16).to_be_bytes());
+            }
+            _ => {
+                self.out.push(m32);
+                self.out.extend_from_slice(&(len as u32).to_be_bytes());
+            }
         }
     }
 
     /// A map header.
     pub fn map(&mut self, len: usize) {
-        self.header(len, 0x80, 15, 0xde, 0xdf);
+        self.header(len, 0x80, 0xde, 0xdf);
     }
 
     /// An array header.
     pub fn array(&mut self, len: usize) {
-        self.header(len, 0x90, 15, 0xdc, 0xdd);
+        self.header(len, 0x90, 0xdc, 0xdd);
     }
 
     /// A string.
     pub fn str(&mut self, s: &str) {
         let len = s.len();
-        if len <= 31 {
-            self.out.push(0xa0 | len as u8);
-        } else if len <= 255 {
-            self.out.push(0xd9);
-            self.out.push(len as u8);
-        } else if len <= usize::from(u16::MAX) {
-            self.out.push(0xda);
-            self.out.extend_from_slice(&(len as u16).to_be_bytes());
-        } else {
-            self.out.push(0xdb);
-            self.out.extend_from_slice(&(len as u32).to_be_bytes());
+        match str_header_len(len) {
+            1 => self.out.push(0xa0 | len as u8),
+            2 => self.out.extend_from_slice(&[0xd9, len as u8]),
+            3 => {
+                self.out.push(0xda);
+                self.out.extend_from_slice(&(len as u16).to_be_bytes());
+            }
+            _ => {
+                self.out.push(0xdb);
+                self.out.extend_from_slice(&(len as u32).to_be_bytes());
+            }
         }
         self.out.extend_from_slice(s.as_bytes());
     }
@@ -593,46 +595,157 @@ impl Writer {
 
     /// A non-negative integer in its smallest format.
     pub fn uint(&mut self, v: u64) {
-        if v <= 0x7f {
-            self.out.push(v as u8);
-        } else if v <= 0xff {
-            self.out.extend_from_slice(&[0xcc, v as u8]);
-        } else if v <= 0xffff {
-            self.out.push(0xcd);
-            self.out.extend_from_slice(&(v as u16).to_be_bytes());
-        } else if v <= 0xffff_ffff {
-            self.out.push(0xce);
-            self.out.extend_from_slice(&(v as u32).to_be_bytes());
-        } else {
-            self.out.push(0xcf);
-            self.out.extend_from_slice(&v.to_be_bytes());
+        match uint_marker(v) {
+            0xcc => self.out.extend_from_slice(&[0xcc, v as u8]),
+            0xcd => {
+                self.out.push(0xcd);
+                self.out.extend_from_slice(&(v as u16).to_be_bytes());
+            }
+            0xce => {
+                self.out.push(0xce);
+                self.out.extend_from_slice(&(v as u32).to_be_bytes());
+            }
+            0xcf => {
+                self.out.push(0xcf);
+                self.out.extend_from_slice(&v.to_be_bytes());
+            }
+            fixint => self.out.push(fixint),
         }
     }
 
     /// An integer in its smallest format.
     pub fn int(&mut self, v: i64) {
         if v >= 0 {
-            self.uint(v as u64);
-        } else if v >= -32 {
-            self.out.push(v as i8 as u8);
-        } else if v >= i64::from(i8::MIN) {
-            self.out.extend_from_slice(&[0xd0, v as i8 as u8]);
-        } else if v >= i64::from(i16::MIN) {
-            self.out.push(0xd1);
-            self.out.extend_from_slice(&(v as i16).to_be_bytes());
-        } else if v >= i64::from(i32::MIN) {
-            self.out.push(0xd2);
-            self.out.extend_from_slice(&(v as i32).to_be_bytes());
-        } else {
-            self.out.push(0xd3);
-            self.out.extend_from_slice(&v.to_be_bytes());
+            return self.uint(v as u64);
         }
+        match int_marker(v) {
+            0xd0 => self.out.extend_from_slice(&[0xd0, v as i8 as u8]),
+            0xd1 => {
+                self.out.push(0xd1);
+                self.out.extend_from_slice(&(v as i16).to_be_bytes());
+            }
+            0xd2 => {
+                self.out.push(0xd2);
+                self.out.extend_from_slice(&(v as i32).to_be_bytes());
+            }
+            0xd3 => {
+                self.out.push(0xd3);
+                self.out.extend_from_slice(&v.to_be_bytes());
+            }
+            fixint => self.out.push(fixint),
+        }
+    }
+}
+
+// The shortest forms msgspec encodes with, which [`Writer`] writes and the
+// converter (`crate::convert`) checks a foreign encoding against.
+
+/// The marker of the non-negative integer `v` in its shortest form (the
+/// byte `v` itself below 128).
+pub fn uint_marker(v: u64) -> u8 {
+    match v {
+        0..=0x7f => v as u8,
+        0x80..=0xff => 0xcc,
+        0x100..=0xffff => 0xcd,
+        0x1_0000..=0xffff_ffff => 0xce,
+        _ => 0xcf,
+    }
+}
+
+/// The marker of the integer `v` in its shortest form: unsigned when `v >= 0`.
+pub fn int_marker(v: i64) -> u8 {
+    match v {
+        0.. => uint_marker(v as u64),
+        -32..=-1 => v as i8 as u8,
+        -128..=-33 => 0xd0,
+        -32_768..=-129 => 0xd1,
+        -2_147_483_648..=-32_769 => 0xd2,
+        _ => 0xd3,
+    }
+}
+
+/// Bytes the shortest header of a string of `len` bytes takes (`str8` from 32).
+pub fn str_header_len(len: usize) -> usize {
+    match len {
+        0..=31 => 1,
+        32..=255 => 2,
+        256..=65_535 => 3,
+        _ => 5,
+    }
+}
+
+/// Bytes the shortest header of an array or map of `len` items takes.
+pub fn container_header_len(len: u64) -> usize {
+    match len {
+        0..=15 => 1,
+        16..=65_535 => 3,
+        _ => 5,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_shortest_forms_change_at_the_format_boundaries() {
+        let unsigned = [
+            (0, 0x00),
+            (127, 0x7f),
+            (128, 0xcc),
+            (255, 0xcc),
+            (256, 0xcd),
+        ];
+        let wider = [
+            (65_535, 0xcd),
+            (65_536, 0xce),
+            (4_294_967_295, 0xce),
+            (1 << 32, 0xcf),
+        ];
+        for (v, marker) in unsigned.into_iter().chain(wider) {
+            assert_eq!(uint_marker(v), marker, "{v}");
+            assert_eq!(int_marker(v as i64), marker, "{v}");
+        }
+        let negative = [
+            (-1, 0xff),
+            (-32, 0xe0),
+            (-33, 0xd0),
+            (-128, 0xd0),
+            (-129, 0xd1),
+        ];
+        let wider = [
+            (-32_768, 0xd1),
+            (-32_769, 0xd2),
+            (i64::from(i32::MIN), 0xd2),
+        ];
+        for (v, marker) in negative.into_iter().chain(wider).chain([(i64::MIN, 0xd3)]) {
+            assert_eq!(int_marker(v), marker, "{v}");
+        }
+        let strings = [
+            (0, 1),
+            (31, 1),
+            (32, 2),
+            (255, 2),
+            (256, 3),
+            (65_535, 3),
+            (65_536, 5),
+        ];
+        for (len, header) in strings {
+            assert_eq!(str_header_len(len), header, "{len}");
+        }
+        for (len, header) in [(0, 1), (15, 1), (16, 3), (65_535, 3), (65_536, 5)] {
+            assert_eq!(container_header_len(len), header, "{len}");
+        }
+        let mut w = Writer::new();
+        w.int(-129);
+        w.uint(65_536);
+        w.str(&"x".repeat(32));
+        w.array(16);
+        let mut expected = vec![0xd1, 0xff, 0x7f, 0xce, 0, 1, 0, 0, 0xd9, 32];
+        expected.extend_from_slice(&[b'x'; 32]);
+        expected.extend_from_slice(&[0xdc, 0, 16]);
+        assert_eq!(w.out, expected);
+    }
 
     #[test]
     fn utf8_finds_a_bad_byte_at_any_position_of_any_length() {

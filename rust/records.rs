@@ -969,26 +969,7 @@ mod tests {
     /// A record with `payload_fields` (key, value writer) after `kind`.
     fn encode(record_id: &str, seq: i64, kind: &str, fields: &[(&str, &str)]) -> Vec<u8> {
         let mut w = Writer::new();
-        w.map(9);
-        w.str("schema");
-        w.int(1);
-        w.str("record_id");
-        w.str(record_id);
-        w.str("journal_seq");
-        w.int(seq);
-        w.str("run_id");
-        w.str("run");
-        w.str("at_ms");
-        w.int(0);
-        w.str("idempotency_key");
-        w.nil();
-        w.str("dedupe_key");
-        w.nil();
-        w.str("content_refs");
-        w.array(2);
-        w.str("blob:1");
-        w.str("blob:2");
-        w.str("payload");
+        crate::test_support::envelope(&mut w, record_id, seq, &["blob:1", "blob:2"]);
         w.map(fields.len() + 1);
         w.str("kind");
         w.str(kind);

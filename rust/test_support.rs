@@ -4,11 +4,10 @@
 use crate::frames;
 use crate::msgpack::Writer;
 
-/// The canonical body of a custom record of run `run` (fields in
-/// declaration order, the payload's `kind` first) whose `Custom.data` is the
-/// encoded value `data`.
-pub fn custom_body(id: &str, seq: i64, name: &str, data: &[u8]) -> Vec<u8> {
-    let mut w = Writer::new();
+/// Write the canonical fields of a record of run `run` up to and including
+/// the `payload` key (declaration order), with `content_refs` `refs`; the
+/// payload's map comes next.
+pub fn envelope(w: &mut Writer, id: &str, seq: i64, refs: &[&str]) {
     w.map(9);
     w.str("schema");
     w.int(1);
@@ -25,8 +24,18 @@ pub fn custom_body(id: &str, seq: i64, name: &str, data: &[u8]) -> Vec<u8> {
     w.str("dedupe_key");
     w.nil();
     w.str("content_refs");
-    w.array(0);
+    w.array(refs.len());
+    for r in refs {
+        w.str(r);
+    }
     w.str("payload");
+}
+
+/// The canonical body of a custom record of run `run` (the payload's `kind`
+/// first) whose `Custom.data` is the encoded value `data`.
+pub fn custom_body(id: &str, seq: i64, name: &str, data: &[u8]) -> Vec<u8> {
+    let mut w = Writer::new();
+    envelope(&mut w, id, seq, &[]);
     w.map(3);
     w.str("kind");
     w.str("custom");
