@@ -161,3 +161,26 @@ def _analyze(journal: Any) -> None:
     """ANALYZE the journal's tables, as autovacuum soon would after a bulk load."""
     journal._engine.rows(f"ANALYZE {journal._engine.table('journal_records')}")
     journal._engine.rows(f"ANALYZE {journal._engine.table('journal_runs')}")
+
+
+def test_limits_script_reports_every_step(pg_dsn: str, pg_schemas: Any) -> None:
+    """``postgres_limits.py`` (where a replay's time goes) on a small run: every
+    step ran, and each one checked what it returned. Not a benchmark: skipped
+    by ``--benchmark-only``, run by ``--benchmark-disable`` (CI)."""
+    from postgres_limits import limits
+
+    report = limits(pg_dsn, pg_schemas(), 2_000, 1)
+    lines = report.splitlines()
+    assert lines[0].startswith("2,000 records")
+    steps = [line.split("  ")[0] for line in lines[2:]]
+    assert steps[:4] == [
+        "replay: .rcj file (Rust core)",
+        "replay: PostgresJournal",
+        "fetch the run's pages only (2 connections)",
+        "reduce the fetched pages only (1 thread)",
+    ]
+    assert [step.split(",")[0] for step in steps[4:]] == [
+        steps[4],
+        "floor: loopback TCP",
+        "floor: loopback TCP",
+    ]
