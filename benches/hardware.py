@@ -89,17 +89,27 @@ def report(timings: list[Timing], size: int, records: int, floor: float) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def arguments(doc: str, what: str, rounds: int) -> argparse.ArgumentParser:
+    """The command line of a script timing the steps of one journal: the
+    number of records in ``what`` (REPLAYCORE_BENCH_RECORDS or 1,000,000) and
+    ``--rounds`` (default ``rounds``); ``doc``'s first paragraph describes it."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument(
         "records",
         nargs="?",
         type=int,
         default=int(os.environ.get("REPLAYCORE_BENCH_RECORDS", "1000000")),
-        help="records in the journal (default REPLAYCORE_BENCH_RECORDS or 1,000,000)",
+        help=f"records in {what} (default REPLAYCORE_BENCH_RECORDS or 1,000,000)",
     )
+    parser.add_argument(
+        "--rounds", type=int, default=rounds, help=f"rounds per step (default {rounds})"
+    )
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    parser = arguments(__doc__, "the journal", 5)
     parser.add_argument("--mix", choices=sorted(MIXES), default="a", help="the mix (default a)")
-    parser.add_argument("--rounds", type=int, default=5, help="rounds per step (default 5)")
     args = parser.parse_args(argv[1:])
     n, mix, rounds = args.records, MIXES[args.mix], args.rounds
     slow = 1 if n > 200_000 else rounds

@@ -31,8 +31,6 @@ of the file replay's.
 
 from __future__ import annotations
 
-import argparse
-import os
 import socket
 import statistics
 import sys
@@ -45,7 +43,7 @@ import msgspec
 import psycopg
 import replaycore
 from baselines import MAGIC
-from hardware import Timing, measure
+from hardware import Timing, arguments, measure
 from replaycore import JournalWriter, ReplayReducer
 from replaycore.synthetic import synthetic_records
 from report import machine_line
@@ -186,16 +184,7 @@ def limits(dsn: str, schema: str, n: int, rounds: int) -> str:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "records",
-        nargs="?",
-        type=int,
-        default=int(os.environ.get("REPLAYCORE_BENCH_RECORDS", "1000000")),
-        help="records in the run (default REPLAYCORE_BENCH_RECORDS or 1,000,000)",
-    )
-    parser.add_argument("--rounds", type=int, default=3, help="rounds per step (default 3)")
-    args = parser.parse_args(argv[1:])
+    args = arguments(__doc__, "the run", 3).parse_args(argv[1:])
     with PostgresServer() as server:
         report = limits(server.dsn(), "limits", max(args.records, 2), args.rounds)
     print(machine_line())
