@@ -436,7 +436,7 @@ impl<W: Write, const JSON: bool> Transcoder<'_, '_, W, JSON> {
             return Err(Declined::Data);
         }
         let bytes = c.take(len)?;
-        if std::str::from_utf8(bytes).is_err() {
+        if !crate::msgpack::is_utf8(bytes) {
             return Err(Declined::Data);
         }
         Ok(bytes)

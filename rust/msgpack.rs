@@ -28,13 +28,13 @@ impl std::error::Error for Malformed {}
 /// The result type of the reader.
 pub type Result<T> = std::result::Result<T, Malformed>;
 
-/// `bytes` as a `str`, or the error of invalid UTF-8 at `offset`.
+/// Whether `bytes` is valid UTF-8.
 #[inline]
-fn utf8(bytes: &[u8], offset: usize) -> Result<&str> {
+pub fn is_utf8(bytes: &[u8]) -> bool {
     // Journal strings are short and mostly ASCII: an OR over 8-byte words
-    // beats `is_ascii`'s alignment handling at these lengths.
-    // The tail is read as one word overlapping the last full one (or two
-    // overlapping half words), not byte by byte.
+    // beats `is_ascii`'s alignment handling at these lengths, and both beat
+    // a call to `from_utf8`. The tail is read as one word overlapping the
+    // last full one (or two overlapping half words), not byte by byte.
     let word = |at| u64::from_ne_bytes(load::<8>(bytes, at));
     let half = |at| u64::from(u32::from_ne_bytes(load::<4>(bytes, at)));
     let n = bytes.len();
@@ -45,11 +45,17 @@ fn utf8(bytes: &[u8], offset: usize) -> Result<&str> {
         4..=7 => half(0) | half(n - 4),
         _ => bytes.iter().fold(0u64, |acc, &b| acc | u64::from(b)),
     };
-    if acc & 0x8080_8080_8080_8080 == 0 {
-        // SAFETY: every ASCII byte sequence is valid UTF-8.
+    acc & 0x8080_8080_8080_8080 == 0 || std::str::from_utf8(bytes).is_ok()
+}
+
+/// `bytes` as a `str`, or the error of invalid UTF-8 at `offset`.
+#[inline]
+fn utf8(bytes: &[u8], offset: usize) -> Result<&str> {
+    if is_utf8(bytes) {
+        // SAFETY: `is_utf8` just checked it.
         return Ok(unsafe { std::str::from_utf8_unchecked(bytes) });
     }
-    std::str::from_utf8(bytes).map_err(|_| Malformed {
+    Err(Malformed {
         offset,
         message: "invalid UTF-8 in str".to_owned(),
     })
@@ -423,18 +429,36 @@ impl<'a> Reader<'a> {
         };
         for _ in 0..items {
             if map {
-                self.walk(depth + 1, key)?;
+                self.walk_item(depth + 1, key)?;
             }
-            self.walk(depth + 1, walk)?;
+            self.walk_item(depth + 1, walk)?;
         }
         Ok(())
+    }
+
+    /// [`Reader::walk`] of one item of a container, the scalars most items
+    /// are (small ints, nil, bools, short strings) without a call: the call
+    /// cost more than checking them.
+    #[inline(always)]
+    fn walk_item(&mut self, depth: usize, walk: Walk) -> Result<()> {
+        match self.peek()? {
+            0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3 => {
+                self.pos += 1;
+                Ok(())
+            }
+            marker @ 0xa0..=0xbf => {
+                self.pos += 1;
+                self.walk_str(usize::from(marker & 0x1f), walk)
+            }
+            _ => self.walk(depth, walk),
+        }
     }
 
     #[inline]
     fn walk_str(&mut self, len: usize, walk: Walk) -> Result<()> {
         let start = self.pos;
         let bytes = self.take(len)?;
-        if walk != Walk::Unknown && std::str::from_utf8(bytes).is_err() {
+        if walk != Walk::Unknown && !is_utf8(bytes) {
             return Err(self.error_at(start, "invalid UTF-8 in str"));
         }
         Ok(())
@@ -868,6 +892,44 @@ mod tests {
             let mut empty = vec![0x91; MAX_DEPTH];
             empty.push(0x90);
             assert!(skip(&mut Reader::new(&empty), 1).is_err());
+        }
+    }
+
+    #[test]
+    fn strings_inside_containers_are_checked_as_utf8_where_they_sit() {
+        // {"k": [s]} with `s` as a fixstr and as a str8, then as a key: the
+        // items walked without a call must report what the call reports.
+        let mut bad = vec![0xe2, 0x82]; // a truncated euro sign
+        let mut good = "café €".as_bytes().to_vec();
+        for (len, header) in [(2usize, vec![0xa2u8]), (40, vec![0xd9, 40])] {
+            bad.resize(len, b'a');
+            good.resize(len, b'a');
+            for (text, ok) in [(&good, true), (&bad, false)] {
+                let mut value = vec![0x81, 0xa1, b'k', 0x91];
+                value.extend_from_slice(&header);
+                value.extend_from_slice(text);
+                let mut key = vec![0x81];
+                key.extend_from_slice(&header);
+                key.extend_from_slice(text);
+                key.push(0xc0);
+                for (bytes, at) in [(&value, 4 + header.len()), (&key, 1 + header.len())] {
+                    let mut r = Reader::new(bytes);
+                    match r.skip_any(1) {
+                        Ok(()) => assert!(ok && r.at_end()),
+                        Err(err) => {
+                            assert!(!ok);
+                            assert_eq!(
+                                (err.offset, err.message.as_str()),
+                                (at, "invalid UTF-8 in str")
+                            );
+                        }
+                    }
+                    // an unknown field's strings are only parsed
+                    let mut r = Reader::new(bytes);
+                    r.skip(1).unwrap();
+                    assert!(r.at_end());
+                }
+            }
         }
     }
 
