@@ -20,7 +20,7 @@
 use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasher;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use hashbrown::HashTable;
 
@@ -379,20 +379,23 @@ impl Options {
 /// to end in one buffer with a compact table of offsets ([`StrTable`]), so
 /// building it allocates nothing per ref and a lookup touches the table and
 /// the bytes of the one ref it finds, not a separate allocation per string.
+/// Shared, not copied, by clones: the options of every job of a
+/// `replay_many` hold the one set the caller gave (each job used to copy
+/// all of it).
 #[derive(Clone)]
-pub struct RefSet(StrTable<()>);
+pub struct RefSet(Arc<StrTable<()>>);
 
 impl Default for RefSet {
     /// An empty set.
     fn default() -> Self {
-        RefSet(StrTable::new())
+        RefSet(Arc::new(StrTable::new()))
     }
 }
 
 impl RefSet {
     /// Add `r` (again is harmless).
     pub fn insert(&mut self, r: &str) {
-        self.0.insert(r, ());
+        Arc::make_mut(&mut self.0).insert(r, ());
     }
 
     /// Whether `r` is in the set.
@@ -1384,5 +1387,18 @@ mod tests {
             Error::Finished.to_string(),
             "the reducer is spent: finish() was already called"
         );
+    }
+
+    #[test]
+    fn clones_of_a_ref_set_share_it_until_one_is_changed() {
+        let mut set = RefSet::default();
+        set.insert("a");
+        let shared = set.clone();
+        assert!(Arc::ptr_eq(&set.0, &shared.0));
+        let mut grown = set.clone();
+        grown.insert("c");
+        assert!(!Arc::ptr_eq(&set.0, &grown.0));
+        assert!(grown.contains("c") && grown.contains("a"));
+        assert!(!set.contains("c") && !shared.contains("c") && shared.contains("a"));
     }
 }
