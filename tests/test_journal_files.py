@@ -441,6 +441,35 @@ def test_replay_many_in_order(impl, tmp_path):
     assert impl.replay_many([]) == []
 
 
+def test_replay_many_reads_available_refs_once_for_every_source(impl):
+    records = [
+        rec("a", 1, Custom(name="x"), content_refs=["ref-1"]),
+        rec("b", 2, Custom(name="x"), content_refs=["ref-2", "ref-3"]),
+    ]
+    sources = [records, framed(records), records[:1]]
+    given = ["ref-1", "ref-2"]
+    expected = [impl.replay(s, available_content_refs=given) for s in sources]
+    assert [r.missing_content_refs for r in expected] == [["ref-3"], ["ref-3"], []]
+    for threads in (1, 3):
+        # an iterator serves every source, not only the first
+        got = impl.replay_many(sources, threads=threads, available_content_refs=iter(given))
+        assert got == expected
+        assert impl.replay_many(sources, available_content_refs=frozenset(given)) == expected
+    # refs that are not str fail every source with a typed error, never
+    # with Python's own TypeError (unhashable items, no iterable at all)
+    for bad in (lambda: [["ref-1"]], lambda: 5, lambda: "ref-1", lambda: iter(["ref-1", 3])):
+        with pytest.raises(InvalidArgumentType) as info:
+            impl.replay_many(sources, available_content_refs=bad())
+        assert info.value.argument == "available_content_refs"
+        with pytest.raises(InvalidArgumentType):
+            impl.replay(records, available_content_refs=bad())
+    failed = impl.replay_many(sources, available_content_refs=iter([3]), return_exceptions=True)
+    assert [type(x) for x in failed] == [InvalidArgumentType] * 3
+    # an earlier option is still checked first
+    failed = impl.replay_many(sources, mode="x", available_content_refs=[3], return_exceptions=True)
+    assert [x.argument for x in failed] == ["mode"] * 3
+
+
 def test_replay_many_raises_the_first_failure_or_returns_failures_in_place(impl):
     good = sample_journal()
     out_of_order = [rec("a", 2, Custom(name="x")), rec("b", 1, Custom(name="x"))]

@@ -13,6 +13,7 @@ order of the checks in :meth:`ReplayReducer._apply` is the order of SPEC 7.2.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from collections.abc import Iterable, Sequence
@@ -22,6 +23,7 @@ from typing import Any, BinaryIO
 from replaycore._checks import in_range, type_error
 from replaycore.errors import (
     InvalidArgument,
+    InvalidArgumentType,
     JournalCorruption,
     ReducerFinished,
     ReplayViolation,
@@ -137,13 +139,7 @@ class ReplayReducer:
         self.max_frame_bytes = in_range(max_frame_bytes, "max_frame_bytes", 1, 2**32 - 1)
         self._available: frozenset[str] | None = None
         if available_content_refs is not None:
-            if isinstance(available_content_refs, str | bytes):
-                type_error("available_content_refs", "an iterable of str", available_content_refs)
-            refs = frozenset(available_content_refs)
-            for ref in refs:
-                if not isinstance(ref, str):
-                    type_error("available_content_refs", "an iterable of str", ref)
-            self._available = refs
+            self._available = _content_refs(available_content_refs)
         self._digests: dict[str, bytes] = {}
         self._last_seq = 0
         self._applied = 0
@@ -489,6 +485,39 @@ class ReplayReducer:
             del line  # as in _apply_framed: one record at a time
 
 
+class _CheckedRefs(frozenset[str]):
+    """``available_content_refs`` already checked to hold only str."""
+
+
+def _listed(refs: Any) -> Any:
+    """``refs`` made re-iterable: a set as it is, any other iterable (but
+    str and bytes) as a list; anything else unchanged, to be refused."""
+    if isinstance(refs, frozenset | set | str | bytes):
+        return refs
+    try:
+        return list(refs)
+    except TypeError:
+        return refs
+
+
+def _content_refs(refs: Any) -> frozenset[str]:
+    """``available_content_refs`` as a frozenset, each item checked to be a str.
+
+    Items are checked in the order ``refs`` gives them, before any is
+    hashed, so a list or a number among them is reported by its type, as
+    the Rust core does, not as Python's ``unhashable`` ``TypeError``.
+    """
+    if isinstance(refs, _CheckedRefs):
+        return refs
+    items = _listed(refs)
+    if isinstance(items, str | bytes) or not isinstance(items, frozenset | set | list):
+        type_error("available_content_refs", "an iterable of str", refs)
+    for ref in items:
+        if not isinstance(ref, str):
+            type_error("available_content_refs", "an iterable of str", ref)
+    return frozenset(items)
+
+
 def replay(
     source: str | os.PathLike[str] | bytes | bytearray | memoryview | Iterable[Any],
     mode: ReplayMode = "resume",
@@ -545,10 +574,22 @@ def replay_many(
     failure (in source order) is raised, or with ``return_exceptions=True``
     each failure is returned in its place. ``threads`` defaults to the
     number of CPUs (the reference runs on threads, so the GIL limits it).
+    ``available_content_refs`` is read and checked once, for every source:
+    an iterator serves them all, and a large set is not walked per run.
     """
     items = list(sources)
     if threads is not None:
         in_range(threads, "threads", 1, 1024)
+    refs = options.get("available_content_refs")
+    if refs is not None and items:
+        # Read once (an iterator serves every source) and checked once (a
+        # large set is not walked per source). Refs that fail the check are
+        # passed on re-iterable, so each source reports them in its place,
+        # after the options checked before them.
+        refs = _listed(refs)
+        with contextlib.suppress(InvalidArgumentType):
+            refs = _CheckedRefs(_content_refs(refs))
+        options = {**options, "available_content_refs": refs}
     workers = threads or min(len(items), os.cpu_count() or 1) or 1
 
     def run(source: Any) -> Any:
