@@ -46,7 +46,16 @@ from typing import Any, Literal
 import msgspec
 import pytest
 from baselines import msgspec_decode, plain_append
-from mixes import MIXES, RUN_RECORDS, WRITE_BATCH, Format, Mix, write_many_runs, write_mix
+from mixes import (
+    MIXES,
+    RUN_RECORDS,
+    WRITE_BATCH,
+    Format,
+    Mix,
+    many_runs_refs,
+    write_many_runs,
+    write_mix,
+)
 from replaycore import _core
 from replaycore.records import JournalRecord
 
@@ -168,6 +177,24 @@ def test_replay_many(benchmark: Any, impl: ModuleType, n: int, folder: Path) -> 
     side = _side(impl)
     _place(benchmark, "replay_many .rcj", RUNS, n, side)
     results = benchmark.pedantic(impl.replay_many, args=(paths,), rounds=_rounds(side, n))
+    assert [(r.status, r.records_applied) for r in results] == [("complete", RUN_RECORDS)] * len(
+        paths
+    )
+
+
+@pytest.mark.parametrize("n", RUN_SIZES, ids=[f"f-{n}" for n in RUN_SIZES])
+def test_replay_many_refs_checked(benchmark: Any, impl: ModuleType, n: int, folder: Path) -> None:
+    """``replay_many`` given one large set of available refs for every run."""
+    paths = write_many_runs(folder, n)
+    refs = many_runs_refs(n)
+    side = _side(impl)
+    _place(benchmark, "replay_many .rcj, refs checked", RUNS, n, side, goals="replay_many .rcj")
+    results = benchmark.pedantic(
+        impl.replay_many,
+        args=(paths,),
+        kwargs={"available_content_refs": refs},
+        rounds=_rounds(side, n),
+    )
     assert [(r.status, r.records_applied) for r in results] == [("complete", RUN_RECORDS)] * len(
         paths
     )

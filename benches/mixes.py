@@ -376,6 +376,15 @@ def many_runs(n: int) -> list[Iterator[JournalRecord]]:
     ]
 
 
+@functools.lru_cache(maxsize=2)
+def many_runs_refs(n: int) -> frozenset[str]:
+    """``available_content_refs`` for mix ``f``'s runs: every ref they name,
+    and the content store of an ``n``-record mix, so the set is as large as
+    a host's and every run still replays ``complete``."""
+    named = {r for run in many_runs(n) for record in run for r in record.content_refs}
+    return _available(n) | named
+
+
 # What write_mix and write_many_runs wrote in this process: path -> (mix, n).
 _WRITTEN: dict[Path, tuple[str, int]] = {}
 
