@@ -490,9 +490,9 @@ class _CheckedRefs(frozenset[str]):
 
 
 def _listed(refs: Any) -> Any:
-    """``refs`` made re-iterable: a set as it is, any other iterable (but
-    str and bytes) as a list; anything else unchanged, to be refused."""
-    if isinstance(refs, frozenset | set | str | bytes):
+    """``refs`` made re-iterable: a set or list as it is, any other iterable
+    (but str and bytes) as a list; anything else unchanged, to be refused."""
+    if isinstance(refs, frozenset | set | list | str | bytes):
         return refs
     try:
         return list(refs)
@@ -510,7 +510,7 @@ def _content_refs(refs: Any) -> frozenset[str]:
     if isinstance(refs, _CheckedRefs):
         return refs
     items = _listed(refs)
-    if isinstance(items, str | bytes) or not isinstance(items, frozenset | set | list):
+    if not isinstance(items, frozenset | set | list):
         type_error("available_content_refs", "an iterable of str", refs)
     for ref in items:
         if not isinstance(ref, str):
