@@ -110,18 +110,22 @@ fn reduce_iterable(reducer: &mut Reducer, items: &Bound<'_, PyAny>) -> PyResult<
 
 // -- building the ReplayResult ------------------------------------------------
 
-/// The keyword arguments of a Struct's constructor. Keys are interned once
-/// per call site (`intern!`): a result holding thousands of repairs made a
-/// new string object for every key of every one.
-fn kwargs<'py>(
-    py: Python<'py>,
+/// Fill `dict` with the keyword arguments of a Struct's constructor. Keys
+/// are interned once per call site (`intern!`): a result holding thousands of
+/// repairs made a new string object for every key of every one.
+///
+/// The objects of one list share one dict ([`list_of`]): every call sets the
+/// same keys, so a refill only replaces the values. A new dict per object grew
+/// twice on its way to nine keys and was freed after the call, which cost
+/// more than the constructor (msgspec keeps no reference to the dict).
+fn fill<'py>(
+    dict: &Bound<'py, PyDict>,
     pairs: &[(&Bound<'py, PyString>, Bound<'py, PyAny>)],
-) -> PyResult<Bound<'py, PyDict>> {
-    let dict = PyDict::new(py);
+) -> PyResult<()> {
     for (key, value) in pairs {
         dict.set_item(*key, value)?;
     }
-    Ok(dict)
+    Ok(())
 }
 
 fn opt<'py>(py: Python<'py>, value: &Option<String>) -> Bound<'py, PyAny> {
@@ -139,9 +143,13 @@ fn s<'py>(py: Python<'py>, value: &str) -> Bound<'py, PyAny> {
     PyString::new(py, value).into_any()
 }
 
-fn repair_obj<'py>(py: Python<'py>, r: &Repair) -> PyResult<Bound<'py, PyAny>> {
-    let kw = kwargs(
-        py,
+fn repair_obj<'py>(
+    py: Python<'py>,
+    kw: &Bound<'py, PyDict>,
+    r: &Repair,
+) -> PyResult<Bound<'py, PyAny>> {
+    fill(
+        kw,
         &[
             (pyo3::intern!(py, "kind"), s(py, r.kind)),
             (pyo3::intern!(py, "record_id"), s(py, &r.record_id)),
@@ -153,12 +161,16 @@ fn repair_obj<'py>(py: Python<'py>, r: &Repair) -> PyResult<Bound<'py, PyAny>> {
             (pyo3::intern!(py, "retry"), s(py, r.retry)),
         ],
     )?;
-    cache::repair_needed_type(py)?.call((), Some(&kw))
+    cache::repair_needed_type(py)?.call((), Some(kw))
 }
 
-fn pending_obj<'py>(py: Python<'py>, p: &Pending) -> PyResult<Bound<'py, PyAny>> {
-    let kw = kwargs(
-        py,
+fn pending_obj<'py>(
+    py: Python<'py>,
+    kw: &Bound<'py, PyDict>,
+    p: &Pending,
+) -> PyResult<Bound<'py, PyAny>> {
+    fill(
+        kw,
         &[
             (pyo3::intern!(py, "effect_id"), s(py, &p.effect_id)),
             (
@@ -177,12 +189,16 @@ fn pending_obj<'py>(py: Python<'py>, p: &Pending) -> PyResult<Bound<'py, PyAny>>
             ),
         ],
     )?;
-    cache::pending_effect_type(py)?.call((), Some(&kw))
+    cache::pending_effect_type(py)?.call((), Some(kw))
 }
 
-fn reconciliation_obj<'py>(py: Python<'py>, o: &Reconciliation) -> PyResult<Bound<'py, PyAny>> {
-    let kw = kwargs(
-        py,
+fn reconciliation_obj<'py>(
+    py: Python<'py>,
+    kw: &Bound<'py, PyDict>,
+    o: &Reconciliation,
+) -> PyResult<Bound<'py, PyAny>> {
+    fill(
+        kw,
         &[
             (pyo3::intern!(py, "delivery_id"), s(py, &o.delivery_id)),
             (
@@ -210,12 +226,13 @@ fn reconciliation_obj<'py>(py: Python<'py>, o: &Reconciliation) -> PyResult<Boun
             ),
         ],
     )?;
-    cache::output_reconciliation_type(py)?.call((), Some(&kw))
+    cache::output_reconciliation_type(py)?.call((), Some(kw))
 }
 
 fn checkpoint_obj<'py>(py: Python<'py>, c: &CheckpointState) -> PyResult<Bound<'py, PyAny>> {
-    let kw = kwargs(
-        py,
+    let kw = PyDict::new(py);
+    fill(
+        &kw,
         &[
             (
                 pyo3::intern!(py, "checkpoint_seq"),
@@ -239,14 +256,17 @@ fn checkpoint_obj<'py>(py: Python<'py>, c: &CheckpointState) -> PyResult<Bound<'
     cache::checkpoint_type(py)?.call((), Some(&kw))
 }
 
+/// A list of the objects `build` makes of `items`, which share one kwargs
+/// dict ([`fill`]).
 fn list_of<'py, T>(
     py: Python<'py>,
     items: &[T],
-    build: impl Fn(Python<'py>, &T) -> PyResult<Bound<'py, PyAny>>,
+    build: impl Fn(Python<'py>, &Bound<'py, PyDict>, &T) -> PyResult<Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let list = PyList::empty(py);
+    let kw = PyDict::new(py);
     for item in items {
-        list.append(build(py, item)?)?;
+        list.append(build(py, &kw, item)?)?;
     }
     Ok(list.into_any())
 }
@@ -256,8 +276,9 @@ fn result_obj<'py>(py: Python<'py>, o: &Outcome) -> PyResult<Bound<'py, PyAny>> 
     for (a, b) in &o.sequence_gaps {
         gaps.append(PyTuple::new(py, [a, b])?)?;
     }
-    let kw = kwargs(
-        py,
+    let kw = PyDict::new(py);
+    fill(
+        &kw,
         &[
             (pyo3::intern!(py, "mode"), s(py, o.mode.name())),
             (
