@@ -17,8 +17,8 @@ use crate::py::cache;
 use crate::py::digest::encode_canonical;
 use crate::py::errors::{to_pyerr, unexpected_keyword};
 use crate::replay::{
-    apply_bytes, reduce_framed, CheckpointState, Options, Outcome, Pending, Reconciliation,
-    Reducer, Repair, SharedReducer,
+    apply_bytes, reduce_framed, CheckpointState, Options, Outcome, OutputRepair, Pending, Reducer,
+    Repair, SharedReducer,
 };
 
 /// The options of a replay, converted in the order the reference checks
@@ -192,37 +192,77 @@ fn pending_obj<'py>(
     cache::pending_effect_type(py)?.call((), Some(kw))
 }
 
-fn reconciliation_obj<'py>(
+/// One field's last string object, handed out again while the field keeps
+/// its value: the output repairs of a result share a few statuses, reasons
+/// and decisions.
+#[derive(Default)]
+struct Repeated<'o, 'py> {
+    last: Option<(&'o str, Bound<'py, PyAny>)>,
+}
+
+impl<'o, 'py> Repeated<'o, 'py> {
+    fn get(&mut self, py: Python<'py>, value: &'o str) -> Bound<'py, PyAny> {
+        match &self.last {
+            Some((text, object)) if *text == value => object.clone(),
+            _ => {
+                let object = s(py, value);
+                self.last = Some((value, object.clone()));
+                object
+            }
+        }
+    }
+}
+
+/// The repeated fields of a list of output repairs ([`Repeated`]).
+#[derive(Default)]
+struct RepairTexts<'o, 'py> {
+    terminal_status: Repeated<'o, 'py>,
+    reason: Repeated<'o, 'py>,
+    decision: Repeated<'o, 'py>,
+}
+
+fn output_repair_obj<'o, 'py>(
     py: Python<'py>,
     kw: &Bound<'py, PyDict>,
-    o: &Reconciliation,
+    o: &'o OutputRepair,
+    texts: &mut RepairTexts<'o, 'py>,
 ) -> PyResult<Bound<'py, PyAny>> {
+    let opt = |value: Option<&str>| match value {
+        Some(text) => s(py, text),
+        None => py.None().into_bound(py),
+    };
     fill(
         kw,
         &[
-            (pyo3::intern!(py, "delivery_id"), s(py, &o.delivery_id)),
+            (pyo3::intern!(py, "delivery_id"), s(py, o.delivery_id())),
             (
                 pyo3::intern!(py, "intent_record_id"),
-                s(py, &o.intent_record_id),
+                s(py, o.intent_record_id()),
             ),
-            (pyo3::intern!(py, "dedupe_key"), s(py, &o.dedupe_key)),
+            (pyo3::intern!(py, "dedupe_key"), s(py, o.dedupe_key())),
             (
                 pyo3::intern!(py, "idempotency_key"),
-                opt(py, &o.idempotency_key),
+                opt(o.idempotency_key()),
             ),
             (
                 pyo3::intern!(py, "external_operation_id"),
-                opt(py, &o.external_operation_id),
+                opt(o.external_operation_id()),
             ),
             (
                 pyo3::intern!(py, "terminal_status"),
-                s(py, &o.terminal_status),
+                texts.terminal_status.get(py, o.terminal_status()),
             ),
-            (pyo3::intern!(py, "reason"), s(py, &o.reason)),
-            (pyo3::intern!(py, "decision"), s(py, &o.decision)),
+            (
+                pyo3::intern!(py, "reason"),
+                texts.reason.get(py, o.reason()),
+            ),
+            (
+                pyo3::intern!(py, "decision"),
+                texts.decision.get(py, o.decision()),
+            ),
             (
                 pyo3::intern!(py, "resend_allowed"),
-                boolean(py, o.resend_allowed),
+                boolean(py, o.resend_allowed()),
             ),
         ],
     )?;
@@ -258,10 +298,10 @@ fn checkpoint_obj<'py>(py: Python<'py>, c: &CheckpointState) -> PyResult<Bound<'
 
 /// A list of the objects `build` makes of `items`, which share one kwargs
 /// dict ([`fill`]).
-fn list_of<'py, T>(
+fn list_of<'o, 'py, T>(
     py: Python<'py>,
-    items: &[T],
-    build: impl Fn(Python<'py>, &Bound<'py, PyDict>, &T) -> PyResult<Bound<'py, PyAny>>,
+    items: &'o [T],
+    mut build: impl FnMut(Python<'py>, &Bound<'py, PyDict>, &'o T) -> PyResult<Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let list = PyList::empty(py);
     let kw = PyDict::new(py);
@@ -323,10 +363,12 @@ fn result_obj<'py>(py: Python<'py>, o: &Outcome) -> PyResult<Bound<'py, PyAny>> 
                 pyo3::intern!(py, "repair_needed"),
                 list_of(py, &o.repair_needed, repair_obj)?,
             ),
-            (
-                pyo3::intern!(py, "output_delivery_repairs"),
-                list_of(py, &o.output_delivery_repairs, reconciliation_obj)?,
-            ),
+            (pyo3::intern!(py, "output_delivery_repairs"), {
+                let mut texts = RepairTexts::default();
+                list_of(py, &o.output_delivery_repairs, |py, kw, r| {
+                    output_repair_obj(py, kw, r, &mut texts)
+                })?
+            }),
             (
                 pyo3::intern!(py, "latest_checkpoint"),
                 match &o.latest_checkpoint {
