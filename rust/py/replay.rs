@@ -128,7 +128,7 @@ fn fill<'py>(
     Ok(())
 }
 
-fn opt<'py>(py: Python<'py>, value: &Option<String>) -> Bound<'py, PyAny> {
+fn opt<'py>(py: Python<'py>, value: Option<&str>) -> Bound<'py, PyAny> {
     match value {
         Some(s) => PyString::new(py, s).into_any(),
         None => py.None().into_bound(py),
@@ -179,9 +179,12 @@ fn pending_obj<'py>(
             ),
             (
                 pyo3::intern!(py, "idempotency_key"),
-                opt(py, &p.idempotency_key),
+                opt(py, p.idempotency_key.as_deref()),
             ),
-            (pyo3::intern!(py, "dedupe_key"), opt(py, &p.dedupe_key)),
+            (
+                pyo3::intern!(py, "dedupe_key"),
+                opt(py, p.dedupe_key.as_deref()),
+            ),
             (pyo3::intern!(py, "reason"), s(py, &p.reason)),
             (
                 pyo3::intern!(py, "retry_allowed"),
@@ -227,10 +230,6 @@ fn output_repair_obj<'o, 'py>(
     o: &'o OutputRepair,
     texts: &mut RepairTexts<'o, 'py>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let opt = |value: Option<&str>| match value {
-        Some(text) => s(py, text),
-        None => py.None().into_bound(py),
-    };
     fill(
         kw,
         &[
@@ -242,11 +241,11 @@ fn output_repair_obj<'o, 'py>(
             (pyo3::intern!(py, "dedupe_key"), s(py, o.dedupe_key())),
             (
                 pyo3::intern!(py, "idempotency_key"),
-                opt(o.idempotency_key()),
+                opt(py, o.idempotency_key()),
             ),
             (
                 pyo3::intern!(py, "external_operation_id"),
-                opt(o.external_operation_id()),
+                opt(py, o.external_operation_id()),
             ),
             (
                 pyo3::intern!(py, "terminal_status"),
@@ -342,7 +341,7 @@ fn result_obj<'py>(py: Python<'py>, o: &Outcome) -> PyResult<Bound<'py, PyAny>> 
             ),
             (
                 pyo3::intern!(py, "terminal_status"),
-                opt(py, &o.terminal_status),
+                opt(py, o.terminal_status.as_deref()),
             ),
             (
                 pyo3::intern!(py, "next_loop_state"),
