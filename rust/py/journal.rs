@@ -20,6 +20,7 @@ use crate::journal::{
 };
 use crate::py::args::{int_shown, raise, type_error, Arg, Given, MaxFrameBytes, MaxLineBytes};
 use crate::py::cache;
+use crate::py::construct::construct;
 use crate::py::errors::{already_executing, to_pyerr};
 
 macro_rules! cached_object {
@@ -223,11 +224,7 @@ impl JournalWriter {
             .number(index, &given)
             .map_err(|err| raise(err, &seq_obj))?
         {
-            Some(seq) => {
-                let kwargs = PyDict::new(py);
-                kwargs.set_item(seq_name, seq)?;
-                struct_replace(py)?.call((&record,), Some(&kwargs))?
-            }
+            Some(seq) => construct!(py, struct_replace(py), (&record), { journal_seq: seq })?,
             None => record,
         };
         self.encode(&record, index, bytes)?;

@@ -4,6 +4,7 @@
 
 pub mod args;
 pub mod cache;
+pub mod construct;
 pub mod digest;
 pub mod errors;
 pub mod journal;

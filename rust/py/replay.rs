@@ -14,6 +14,7 @@ use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyMemoryView, PyString, 
 use crate::pipeline::{self, Job};
 use crate::py::args::{int_in_range, type_error, Arg, Given, MaxFrameBytes, MaxLineBytes, Strict};
 use crate::py::cache;
+use crate::py::construct::construct;
 use crate::py::digest::encode_canonical;
 use crate::py::errors::{to_pyerr, unexpected_keyword};
 use crate::replay::{
@@ -109,90 +110,30 @@ fn reduce_iterable(reducer: &mut Reducer, items: &Bound<'_, PyAny>) -> PyResult<
 }
 
 // -- building the ReplayResult ------------------------------------------------
+//
+// Each object is built with `construct!` (keyword arguments through
+// vectorcall, the names made once per call site): a result can hold tens of
+// thousands of repairs.
 
-/// Fill `dict` with the keyword arguments of a Struct's constructor. Keys
-/// are interned once per call site (`intern!`): a result holding thousands of
-/// repairs made a new string object for every key of every one.
-///
-/// The objects of one list share one dict ([`list_of`]): every call sets the
-/// same keys, so a refill only replaces the values. A new dict per object grew
-/// twice on its way to nine keys and was freed after the call, which cost
-/// more than the constructor (msgspec keeps no reference to the dict).
-fn fill<'py>(
-    dict: &Bound<'py, PyDict>,
-    pairs: &[(&Bound<'py, PyString>, Bound<'py, PyAny>)],
-) -> PyResult<()> {
-    for (key, value) in pairs {
-        dict.set_item(*key, value)?;
-    }
-    Ok(())
+fn repair_obj<'py>(py: Python<'py>, r: &Repair) -> PyResult<Bound<'py, PyAny>> {
+    construct!(py, cache::repair_needed_type(py), {
+        kind: r.kind,
+        record_id: &r.record_id,
+        journal_seq: r.journal_seq,
+        reason: &r.reason,
+        retry: r.retry,
+    })
 }
 
-fn opt<'py>(py: Python<'py>, value: Option<&str>) -> Bound<'py, PyAny> {
-    match value {
-        Some(s) => PyString::new(py, s).into_any(),
-        None => py.None().into_bound(py),
-    }
-}
-
-fn boolean(py: Python<'_>, value: bool) -> Bound<'_, PyAny> {
-    pyo3::types::PyBool::new(py, value).to_owned().into_any()
-}
-
-fn s<'py>(py: Python<'py>, value: &str) -> Bound<'py, PyAny> {
-    PyString::new(py, value).into_any()
-}
-
-fn repair_obj<'py>(
-    py: Python<'py>,
-    kw: &Bound<'py, PyDict>,
-    r: &Repair,
-) -> PyResult<Bound<'py, PyAny>> {
-    fill(
-        kw,
-        &[
-            (pyo3::intern!(py, "kind"), s(py, r.kind)),
-            (pyo3::intern!(py, "record_id"), s(py, &r.record_id)),
-            (
-                pyo3::intern!(py, "journal_seq"),
-                r.journal_seq.into_pyobject(py)?.into_any(),
-            ),
-            (pyo3::intern!(py, "reason"), s(py, &r.reason)),
-            (pyo3::intern!(py, "retry"), s(py, r.retry)),
-        ],
-    )?;
-    cache::repair_needed_type(py)?.call((), Some(kw))
-}
-
-fn pending_obj<'py>(
-    py: Python<'py>,
-    kw: &Bound<'py, PyDict>,
-    p: &Pending,
-) -> PyResult<Bound<'py, PyAny>> {
-    fill(
-        kw,
-        &[
-            (pyo3::intern!(py, "effect_id"), s(py, &p.effect_id)),
-            (
-                pyo3::intern!(py, "intent_record_id"),
-                s(py, &p.intent_record_id),
-            ),
-            (
-                pyo3::intern!(py, "idempotency_key"),
-                opt(py, p.idempotency_key.as_deref()),
-            ),
-            (
-                pyo3::intern!(py, "dedupe_key"),
-                opt(py, p.dedupe_key.as_deref()),
-            ),
-            (pyo3::intern!(py, "reason"), s(py, &p.reason)),
-            (
-                pyo3::intern!(py, "retry_allowed"),
-                boolean(py, p.retry_allowed),
-            ),
-        ],
-    )?;
-    cache::pending_effect_type(py)?.call((), Some(kw))
+fn pending_obj<'py>(py: Python<'py>, p: &Pending) -> PyResult<Bound<'py, PyAny>> {
+    construct!(py, cache::pending_effect_type(py), {
+        effect_id: &p.effect_id,
+        intent_record_id: &p.intent_record_id,
+        idempotency_key: p.idempotency_key.as_deref(),
+        dedupe_key: p.dedupe_key.as_deref(),
+        reason: &p.reason,
+        retry_allowed: p.retry_allowed,
+    })
 }
 
 /// One field's last string object, handed out again while the field keeps
@@ -208,7 +149,7 @@ impl<'o, 'py> Repeated<'o, 'py> {
         match &self.last {
             Some((text, object)) if *text == value => object.clone(),
             _ => {
-                let object = s(py, value);
+                let object = PyString::new(py, value).into_any();
                 self.last = Some((value, object.clone()));
                 object
             }
@@ -226,88 +167,43 @@ struct RepairTexts<'o, 'py> {
 
 fn output_repair_obj<'o, 'py>(
     py: Python<'py>,
-    kw: &Bound<'py, PyDict>,
     o: &'o OutputRepair,
     texts: &mut RepairTexts<'o, 'py>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    fill(
-        kw,
-        &[
-            (pyo3::intern!(py, "delivery_id"), s(py, o.delivery_id())),
-            (
-                pyo3::intern!(py, "intent_record_id"),
-                s(py, o.intent_record_id()),
-            ),
-            (pyo3::intern!(py, "dedupe_key"), s(py, o.dedupe_key())),
-            (
-                pyo3::intern!(py, "idempotency_key"),
-                opt(py, o.idempotency_key()),
-            ),
-            (
-                pyo3::intern!(py, "external_operation_id"),
-                opt(py, o.external_operation_id()),
-            ),
-            (
-                pyo3::intern!(py, "terminal_status"),
-                texts.terminal_status.get(py, o.terminal_status()),
-            ),
-            (
-                pyo3::intern!(py, "reason"),
-                texts.reason.get(py, o.reason()),
-            ),
-            (
-                pyo3::intern!(py, "decision"),
-                texts.decision.get(py, o.decision()),
-            ),
-            (
-                pyo3::intern!(py, "resend_allowed"),
-                boolean(py, o.resend_allowed()),
-            ),
-        ],
-    )?;
-    cache::output_reconciliation_type(py)?.call((), Some(kw))
+    construct!(py, cache::output_reconciliation_type(py), {
+        delivery_id: o.delivery_id(),
+        intent_record_id: o.intent_record_id(),
+        dedupe_key: o.dedupe_key(),
+        idempotency_key: o.idempotency_key(),
+        external_operation_id: o.external_operation_id(),
+        terminal_status: texts.terminal_status.get(py, o.terminal_status()),
+        reason: texts.reason.get(py, o.reason()),
+        decision: texts.decision.get(py, o.decision()),
+        resend_allowed: o.resend_allowed(),
+    })
 }
 
 fn checkpoint_obj<'py>(py: Python<'py>, c: &CheckpointState) -> PyResult<Bound<'py, PyAny>> {
-    let kw = PyDict::new(py);
-    fill(
-        &kw,
-        &[
-            (
-                pyo3::intern!(py, "checkpoint_seq"),
-                c.checkpoint_seq.into_pyobject(py)?.into_any(),
-            ),
-            (
-                pyo3::intern!(py, "covers_journal_seq"),
-                c.covers_journal_seq.into_pyobject(py)?.into_any(),
-            ),
-            (pyo3::intern!(py, "loop_state"), s(py, &c.loop_state)),
-            (
-                pyo3::intern!(py, "created_at_ms"),
-                c.created_at_ms.into_pyobject(py)?.into_any(),
-            ),
-            (
-                pyo3::intern!(py, "content_ref_manifest"),
-                PyList::new(py, &c.content_ref_manifest)?.into_any(),
-            ),
-        ],
-    )?;
-    cache::checkpoint_type(py)?.call((), Some(&kw))
+    construct!(py, cache::checkpoint_type(py), {
+        checkpoint_seq: c.checkpoint_seq,
+        covers_journal_seq: c.covers_journal_seq,
+        loop_state: &c.loop_state,
+        created_at_ms: c.created_at_ms,
+        content_ref_manifest: PyList::new(py, &c.content_ref_manifest)?,
+    })
 }
 
-/// A list of the objects `build` makes of `items`, which share one kwargs
-/// dict ([`fill`]).
+/// A list of the objects `build` makes of `items`.
 fn list_of<'o, 'py, T>(
     py: Python<'py>,
     items: &'o [T],
-    mut build: impl FnMut(Python<'py>, &Bound<'py, PyDict>, &'o T) -> PyResult<Bound<'py, PyAny>>,
-) -> PyResult<Bound<'py, PyAny>> {
+    mut build: impl FnMut(Python<'py>, &'o T) -> PyResult<Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyList>> {
     let list = PyList::empty(py);
-    let kw = PyDict::new(py);
     for item in items {
-        list.append(build(py, &kw, item)?)?;
+        list.append(build(py, item)?)?;
     }
-    Ok(list.into_any())
+    Ok(list)
 }
 
 fn result_obj<'py>(py: Python<'py>, o: &Outcome) -> PyResult<Bound<'py, PyAny>> {
@@ -315,82 +211,29 @@ fn result_obj<'py>(py: Python<'py>, o: &Outcome) -> PyResult<Bound<'py, PyAny>> 
     for (a, b) in &o.sequence_gaps {
         gaps.append(PyTuple::new(py, [a, b])?)?;
     }
-    let kw = PyDict::new(py);
-    fill(
-        &kw,
-        &[
-            (pyo3::intern!(py, "mode"), s(py, o.mode.name())),
-            (
-                pyo3::intern!(py, "status"),
-                s(
-                    py,
-                    if o.complete {
-                        "complete"
-                    } else {
-                        "repair_needed"
-                    },
-                ),
-            ),
-            (
-                pyo3::intern!(py, "resume_allowed"),
-                boolean(py, o.resume_allowed),
-            ),
-            (
-                pyo3::intern!(py, "latest_journal_seq"),
-                o.latest_journal_seq.into_pyobject(py)?.into_any(),
-            ),
-            (
-                pyo3::intern!(py, "terminal_status"),
-                opt(py, o.terminal_status.as_deref()),
-            ),
-            (
-                pyo3::intern!(py, "next_loop_state"),
-                match &o.latest_checkpoint {
-                    Some(c) => s(py, &c.loop_state),
-                    None => py.None().into_bound(py),
-                },
-            ),
-            (
-                pyo3::intern!(py, "unsafe_pending_side_effects"),
-                list_of(py, &o.unsafe_pending_side_effects, pending_obj)?,
-            ),
-            (
-                pyo3::intern!(py, "missing_content_refs"),
-                PyList::new(py, &o.missing_content_refs)?.into_any(),
-            ),
-            (
-                pyo3::intern!(py, "repair_needed"),
-                list_of(py, &o.repair_needed, repair_obj)?,
-            ),
-            (pyo3::intern!(py, "output_delivery_repairs"), {
-                let mut texts = RepairTexts::default();
-                list_of(py, &o.output_delivery_repairs, |py, kw, r| {
-                    output_repair_obj(py, kw, r, &mut texts)
-                })?
-            }),
-            (
-                pyo3::intern!(py, "latest_checkpoint"),
-                match &o.latest_checkpoint {
-                    Some(c) => checkpoint_obj(py, c)?,
-                    None => py.None().into_bound(py),
-                },
-            ),
-            (
-                pyo3::intern!(py, "torn_tail_bytes"),
-                o.torn_tail_bytes.into_pyobject(py)?.into_any(),
-            ),
-            (
-                pyo3::intern!(py, "skipped_lines"),
-                o.skipped_lines.into_pyobject(py)?.into_any(),
-            ),
-            (
-                pyo3::intern!(py, "records_applied"),
-                o.records_applied.into_pyobject(py)?.into_any(),
-            ),
-            (pyo3::intern!(py, "sequence_gaps"), gaps.into_any()),
-        ],
-    )?;
-    cache::replay_result_type(py)?.call((), Some(&kw))
+    let mut texts = RepairTexts::default();
+    construct!(py, cache::replay_result_type(py), {
+        mode: o.mode.name(),
+        status: if o.complete { "complete" } else { "repair_needed" },
+        resume_allowed: o.resume_allowed,
+        latest_journal_seq: o.latest_journal_seq,
+        terminal_status: o.terminal_status.as_deref(),
+        next_loop_state: o.latest_checkpoint.as_ref().map(|c| c.loop_state.as_str()),
+        unsafe_pending_side_effects: list_of(py, &o.unsafe_pending_side_effects, pending_obj)?,
+        missing_content_refs: PyList::new(py, &o.missing_content_refs)?,
+        repair_needed: list_of(py, &o.repair_needed, repair_obj)?,
+        output_delivery_repairs: list_of(py, &o.output_delivery_repairs, |py, r| {
+            output_repair_obj(py, r, &mut texts)
+        })?,
+        latest_checkpoint: match &o.latest_checkpoint {
+            Some(c) => Some(checkpoint_obj(py, c)?),
+            None => None,
+        },
+        torn_tail_bytes: o.torn_tail_bytes,
+        skipped_lines: o.skipped_lines,
+        records_applied: o.records_applied,
+        sequence_gaps: gaps,
+    })
 }
 
 // -- the Python API -----------------------------------------------------------

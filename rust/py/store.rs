@@ -8,10 +8,11 @@
 use std::sync::Mutex;
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyType};
+use pyo3::types::{PyBytes, PyType};
 
 use crate::error::Error;
 use crate::py::args::{key_bytes, type_error, Arg};
+use crate::py::construct::construct;
 use crate::py::digest::{digest_of, encode_canonical};
 use crate::py::errors::{conflict, to_pyerr};
 use crate::py::{cache, lock};
@@ -245,12 +246,12 @@ impl IdempotencyStore {
     /// the store was created.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let stats = lock(&self.store).stats();
-        let kwargs = PyDict::new(py);
-        kwargs.set_item(pyo3::intern!(py, "entries"), stats.entries)?;
-        kwargs.set_item(pyo3::intern!(py, "inserts"), stats.inserts)?;
-        kwargs.set_item(pyo3::intern!(py, "replays"), stats.replays)?;
-        kwargs.set_item(pyo3::intern!(py, "conflicts"), stats.conflicts)?;
-        cache::store_stats_type(py)?.call((), Some(&kwargs))
+        construct!(py, cache::store_stats_type(py), {
+            entries: stats.entries,
+            inserts: stats.inserts,
+            replays: stats.replays,
+            conflicts: stats.conflicts,
+        })
     }
 
     /// Number of stored scopes.
