@@ -245,11 +245,38 @@ impl OpenIntents {
 
     /// Every open intent, sorted by id. Ids are unique here (`insert`
     /// replaces), so an unstable sort gives the one order, with fewer moves.
+    ///
+    /// Each intent is sorted by a key held beside it: the 8 bytes of its id
+    /// that follow the prefix every id shares, big-endian, so most
+    /// comparisons compare two integers instead of following two pointers to
+    /// the texts (ids such as `dlv-0004aa71aaa3` share a prefix and then
+    /// differ within 8 bytes). Equal keys fall back to the whole ids, so the
+    /// order is exactly that of the ids' bytes (Python's order of `str`).
     fn into_sorted(self) -> Vec<Packed> {
-        let mut all: Vec<Packed> = self.table.into_iter().collect();
-        all.sort_unstable_by(|a, b| a.id().cmp(b.id()));
-        all
+        let all: Vec<Packed> = self.table.into_iter().collect();
+        let shared = all.first().map_or(0, |first| {
+            all.iter().fold(first.id().len(), |len, p| {
+                let (a, b) = (&first.id().as_bytes()[..len], p.id().as_bytes());
+                a.iter().zip(b).take_while(|(x, y)| x == y).count()
+            })
+        });
+        let mut keyed: Vec<(u64, Packed)> = all
+            .into_iter()
+            .map(|p| (sort_key(p.id().as_bytes().get(shared..).unwrap_or(&[])), p))
+            .collect();
+        keyed.sort_unstable_by(|(ka, a), (kb, b)| ka.cmp(kb).then_with(|| a.id().cmp(b.id())));
+        keyed.into_iter().map(|(_, p)| p).collect()
     }
+}
+
+/// The first 8 bytes of `rest` as a big-endian integer, zero-padded: keys
+/// order as the bytes do, and equal keys need a look at the whole texts.
+fn sort_key(rest: &[u8]) -> u64 {
+    let mut key = [0u8; 8];
+    for (slot, byte) in key.iter_mut().zip(rest) {
+        *slot = *byte;
+    }
+    u64::from_be_bytes(key)
 }
 
 const PENDING_REASON: &str = "effect intent has no terminal result in replay";
@@ -497,7 +524,9 @@ pub struct Reconciliation {
 /// the proof's two, for every one of thousands, was most of `finish`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OutputRepair {
-    Recorded(Reconciliation),
+    /// Boxed: it is rare, and unboxed it would more than double the size of
+    /// every repair in a list of thousands of decided ones.
+    Recorded(Box<Reconciliation>),
     /// Completed by a dedupe proof of its key: the proof's external
     /// operation id and terminal status.
     Proven {
@@ -506,9 +535,7 @@ pub enum OutputRepair {
         status: Arc<str>,
     },
     /// No dedupe proof: the delivery cannot be resent safely.
-    Unsafe {
-        intent: Packed,
-    },
+    Unsafe { intent: Packed },
 }
 
 impl OutputRepair {
@@ -641,9 +668,13 @@ pub struct Reducer {
     repairs: Vec<Repair>,
     intents: OpenIntents,
     delivered: StrTable<()>,
-    /// Dedupe proofs by key: external operation id and terminal status.
-    dedupes: FastMap<String, (Option<Arc<str>>, Arc<str>)>,
-    reconciliations: FastMap<String, Reconciliation>,
+    /// Dedupe proofs by key (an index into `proofs`; a later proof of a key
+    /// takes the earlier one's place there).
+    dedupes: StrTable<usize>,
+    /// External operation id and terminal status of each proof. A status is
+    /// shared with the proof before it when they are equal (most are).
+    proofs: Vec<(Option<Arc<str>>, Arc<str>)>,
+    reconciliations: FastMap<String, Box<Reconciliation>>,
     gaps: Vec<(i64, i64)>,
     torn_tail_bytes: u64,
     skipped_lines: u64,
@@ -666,7 +697,8 @@ impl Reducer {
             repairs: Vec::new(),
             intents: OpenIntents::default(),
             delivered: StrTable::new(),
-            dedupes: FastMap::default(),
+            dedupes: StrTable::new(),
+            proofs: Vec::new(),
             reconciliations: FastMap::default(),
             gaps: Vec::new(),
             torn_tail_bytes: 0,
@@ -901,18 +933,28 @@ impl Reducer {
                 prior_external_operation_id,
                 prior_terminal_status,
             } => {
-                self.dedupes.insert(
-                    (*dedupe_key).to_owned(),
-                    (
-                        prior_external_operation_id.map(Arc::from),
-                        Arc::from(*prior_terminal_status),
-                    ),
-                );
+                let status = match self.proofs.last() {
+                    Some((_, last)) if **last == **prior_terminal_status => Arc::clone(last),
+                    _ => Arc::from(*prior_terminal_status),
+                };
+                let proof = (prior_external_operation_id.map(Arc::from), status);
+                match self.dedupes.get(dedupe_key) {
+                    (_, Some(held)) => {
+                        if let Some(slot) = self.proofs.get_mut(held) {
+                            *slot = proof;
+                        }
+                    }
+                    (fragment, None) => {
+                        self.dedupes
+                            .insert_new(fragment, dedupe_key, self.proofs.len());
+                        self.proofs.push(proof);
+                    }
+                }
             }
             Payload::OutputReconciliation(o) => {
                 self.reconciliations.insert(
                     o.delivery_id.to_owned(),
-                    Reconciliation {
+                    Box::new(Reconciliation {
                         delivery_id: o.delivery_id.to_owned(),
                         intent_record_id: o.intent_record_id.to_owned(),
                         dedupe_key: o.dedupe_key.to_owned(),
@@ -922,7 +964,7 @@ impl Reducer {
                         reason: o.reason.to_owned(),
                         decision: o.decision.to_owned(),
                         resend_allowed: o.resend_allowed,
-                    },
+                    }),
                 );
                 self.repair(
                     "output_delivery_reconciliation",
@@ -994,14 +1036,19 @@ impl Reducer {
             let seq = self.last_seq;
             self.repair(kind, &record_id, seq, reason);
         }
-        let mut output_repairs = Vec::new();
-        for intent in std::mem::take(&mut self.intents).into_sorted() {
+        let open_deliveries = std::mem::take(&mut self.intents).into_sorted();
+        let mut output_repairs = Vec::with_capacity(open_deliveries.len());
+        for intent in open_deliveries {
             if let Some(known) = self.reconciliations.remove(intent.id()) {
                 output_repairs.push(OutputRepair::Recorded(known));
                 continue;
             }
             let dedupe_key = intent.key(Packed::DEDUPE).unwrap_or("");
-            if let Some((operation, status)) = self.dedupes.get(dedupe_key) {
+            let proof = match self.dedupes.get(dedupe_key) {
+                (_, Some(index)) => self.proofs.get(index),
+                (_, None) => None,
+            };
+            if let Some((operation, status)) = proof {
                 output_repairs.push(OutputRepair::Proven {
                     operation: operation.clone(),
                     status: Arc::clone(status),
@@ -1292,6 +1339,93 @@ mod tests {
         );
         assert_eq!(repairs[0].reason(), DEDUPE_PROOF_REASON);
         assert_eq!(repairs[1].reason(), UNSAFE_OUTPUT_REASON);
+    }
+
+    #[test]
+    fn open_intents_come_out_in_the_byte_order_of_their_ids() {
+        // Shared prefixes, ids equal in the 8 bytes after the prefix, ids
+        // that are prefixes of others, NUL bytes (the key's padding), an
+        // empty id and multi-byte UTF-8.
+        let ids = [
+            "dlv-0004aa71aaa3",
+            "dlv-0004aa71aaa30",
+            "dlv-0004aa71aaa2",
+            "dlv-0004aa71",
+            "dlv-0004aa71\0",
+            "dlv-0004aa71\0\0x",
+            "dlv-",
+            "dlv-\u{e9}t\u{e9}",
+            "dlv-\u{10348}",
+            "dlv-zzzzzzzzzzzzzzzzzz1",
+            "dlv-zzzzzzzzzzzzzzzzzz0",
+            "",
+        ];
+        // With the empty id no prefix is shared; without it, "dlv-" is.
+        for ids in [&ids[..], &ids[..ids.len() - 1]] {
+            let mut open = OpenIntents::default();
+            for (seq, id) in (1..).zip(ids) {
+                open.insert(Packed::new(id, "r", seq, None, None));
+            }
+            let sorted: Vec<String> = open
+                .into_sorted()
+                .iter()
+                .map(|p| p.id().to_owned())
+                .collect();
+            let mut expected: Vec<String> = ids.iter().map(|s| (*s).to_owned()).collect();
+            expected.sort();
+            assert_eq!(sorted, expected);
+        }
+        assert!(OpenIntents::default().into_sorted().is_empty());
+        let mut one = OpenIntents::default();
+        one.insert(Packed::new("only", "r", 1, None, None));
+        assert_eq!(one.into_sorted()[0].id(), "only");
+    }
+
+    #[test]
+    fn a_later_dedupe_proof_of_a_key_replaces_the_earlier() {
+        let mut reducer = Reducer::new(Options::new(Mode::Audit));
+        let proof = |key, operation, status| Payload::OutputDedupe {
+            dedupe_key: key,
+            prior_external_operation_id: operation,
+            prior_terminal_status: status,
+        };
+        let delivery = |id, key| Payload::OutputIntent {
+            delivery_id: id,
+            sink_ref: "sink",
+            dedupe_key: key,
+            idempotency_key: None,
+        };
+        let records = [
+            record("r1", 1, proof("k1", Some("op-old"), "sent")),
+            record("r2", 2, proof("k2", None, "sent")),
+            record("r3", 3, delivery("d1", "k1")),
+            record("r4", 4, delivery("d2", "k2")),
+            record("r5", 5, proof("k1", Some("op-new"), "confirmed")),
+            record("r6", 6, proof("k2", Some("op-2"), "confirmed")),
+            record("r7", 7, delivery("d3", "k3")),
+        ];
+        for r in &records {
+            apply(&mut reducer, r).unwrap();
+        }
+        let repairs = reducer.finish().output_delivery_repairs;
+        let seen: Vec<_> = repairs
+            .iter()
+            .map(|r| {
+                (
+                    r.delivery_id(),
+                    r.external_operation_id(),
+                    r.terminal_status(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("d1", Some("op-new"), "confirmed"),
+                ("d2", Some("op-2"), "confirmed"),
+                ("d3", None, "reconciliation_needed"),
+            ]
+        );
     }
 
     #[test]

@@ -115,7 +115,7 @@ fn reduce_iterable(reducer: &mut Reducer, items: &Bound<'_, PyAny>) -> PyResult<
 // vectorcall, the names made once per call site): a result can hold tens of
 // thousands of repairs.
 
-fn repair_obj<'py>(py: Python<'py>, r: &Repair) -> PyResult<Bound<'py, PyAny>> {
+fn repair_obj<'py>(py: Python<'py>, r: Repair) -> PyResult<Bound<'py, PyAny>> {
     construct!(py, cache::repair_needed_type(py), {
         kind: r.kind,
         record_id: &r.record_id,
@@ -125,7 +125,7 @@ fn repair_obj<'py>(py: Python<'py>, r: &Repair) -> PyResult<Bound<'py, PyAny>> {
     })
 }
 
-fn pending_obj<'py>(py: Python<'py>, p: &Pending) -> PyResult<Bound<'py, PyAny>> {
+fn pending_obj<'py>(py: Python<'py>, p: Pending) -> PyResult<Bound<'py, PyAny>> {
     construct!(py, cache::pending_effect_type(py), {
         effect_id: &p.effect_id,
         intent_record_id: &p.intent_record_id,
@@ -140,17 +140,17 @@ fn pending_obj<'py>(py: Python<'py>, p: &Pending) -> PyResult<Bound<'py, PyAny>>
 /// its value: the output repairs of a result share a few statuses, reasons
 /// and decisions.
 #[derive(Default)]
-struct Repeated<'o, 'py> {
-    last: Option<(&'o str, Bound<'py, PyAny>)>,
+struct Repeated<'py> {
+    last: Option<(String, Bound<'py, PyAny>)>,
 }
 
-impl<'o, 'py> Repeated<'o, 'py> {
-    fn get(&mut self, py: Python<'py>, value: &'o str) -> Bound<'py, PyAny> {
-        match &self.last {
-            Some((text, object)) if *text == value => object.clone(),
+impl<'py> Repeated<'py> {
+    fn get(&mut self, py: Python<'py>, value: &str) -> Bound<'py, PyAny> {
+        match &mut self.last {
+            Some((text, object)) if text == value => object.clone(),
             _ => {
                 let object = PyString::new(py, value).into_any();
-                self.last = Some((value, object.clone()));
+                self.last = Some((value.to_owned(), object.clone()));
                 object
             }
         }
@@ -159,16 +159,16 @@ impl<'o, 'py> Repeated<'o, 'py> {
 
 /// The repeated fields of a list of output repairs ([`Repeated`]).
 #[derive(Default)]
-struct RepairTexts<'o, 'py> {
-    terminal_status: Repeated<'o, 'py>,
-    reason: Repeated<'o, 'py>,
-    decision: Repeated<'o, 'py>,
+struct RepairTexts<'py> {
+    terminal_status: Repeated<'py>,
+    reason: Repeated<'py>,
+    decision: Repeated<'py>,
 }
 
-fn output_repair_obj<'o, 'py>(
+fn output_repair_obj<'py>(
     py: Python<'py>,
-    o: &'o OutputRepair,
-    texts: &mut RepairTexts<'o, 'py>,
+    o: OutputRepair,
+    texts: &mut RepairTexts<'py>,
 ) -> PyResult<Bound<'py, PyAny>> {
     construct!(py, cache::output_reconciliation_type(py), {
         delivery_id: o.delivery_id(),
@@ -193,11 +193,13 @@ fn checkpoint_obj<'py>(py: Python<'py>, c: &CheckpointState) -> PyResult<Bound<'
     })
 }
 
-/// A list of the objects `build` makes of `items`.
-fn list_of<'o, 'py, T>(
+/// A list of the objects `build` makes of `items`, each item freed as soon
+/// as its object is built: while its bytes are still in the cache, instead
+/// of in a pass of its own over tens of thousands of them afterwards.
+fn list_of<'py, T>(
     py: Python<'py>,
-    items: &'o [T],
-    mut build: impl FnMut(Python<'py>, &'o T) -> PyResult<Bound<'py, PyAny>>,
+    items: Vec<T>,
+    mut build: impl FnMut(Python<'py>, T) -> PyResult<Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyList>> {
     let list = PyList::empty(py);
     for item in items {
@@ -206,7 +208,8 @@ fn list_of<'o, 'py, T>(
     Ok(list)
 }
 
-fn result_obj<'py>(py: Python<'py>, o: &Outcome) -> PyResult<Bound<'py, PyAny>> {
+/// The `ReplayResult` of `o`, which it consumes (see [`list_of`]).
+fn result_obj<'py>(py: Python<'py>, o: Outcome) -> PyResult<Bound<'py, PyAny>> {
     let gaps = PyList::empty(py);
     for (a, b) in &o.sequence_gaps {
         gaps.append(PyTuple::new(py, [a, b])?)?;
@@ -219,10 +222,10 @@ fn result_obj<'py>(py: Python<'py>, o: &Outcome) -> PyResult<Bound<'py, PyAny>> 
         latest_journal_seq: o.latest_journal_seq,
         terminal_status: o.terminal_status.as_deref(),
         next_loop_state: o.latest_checkpoint.as_ref().map(|c| c.loop_state.as_str()),
-        unsafe_pending_side_effects: list_of(py, &o.unsafe_pending_side_effects, pending_obj)?,
+        unsafe_pending_side_effects: list_of(py, o.unsafe_pending_side_effects, pending_obj)?,
         missing_content_refs: PyList::new(py, &o.missing_content_refs)?,
-        repair_needed: list_of(py, &o.repair_needed, repair_obj)?,
-        output_delivery_repairs: list_of(py, &o.output_delivery_repairs, |py, r| {
+        repair_needed: list_of(py, o.repair_needed, repair_obj)?,
+        output_delivery_repairs: list_of(py, o.output_delivery_repairs, |py, r| {
             output_repair_obj(py, r, &mut texts)
         })?,
         latest_checkpoint: match &o.latest_checkpoint {
@@ -316,7 +319,7 @@ impl ReplayReducer {
     /// Close the replay and return its ReplayResult; the reducer is spent.
     fn finish<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let outcome = self.reducer.finish()?;
-        result_obj(py, &outcome)
+        result_obj(py, outcome)
     }
 
     /// Records applied so far (not counting ignored duplicates or skipped violations).
@@ -366,12 +369,12 @@ pub fn replay<'py>(
     match prepare(source)? {
         Some(job) => {
             let outcome = py.detach(|| job.replay(&options))?;
-            result_obj(py, &outcome)
+            result_obj(py, outcome)
         }
         None => {
             let mut reducer = Reducer::new(options);
             reduce_iterable(&mut reducer, source)?;
-            result_obj(py, &reducer.finish())
+            result_obj(py, reducer.finish())
         }
     }
 }
@@ -486,11 +489,11 @@ pub fn replay_many<'py>(
     for ((item, early), outcome) in items.iter().zip(early).zip(outcomes) {
         let result = match (early, outcome) {
             (Some(err), _) => Err(err),
-            (None, Some(Ok(outcome))) => result_obj(py, &outcome),
+            (None, Some(Ok(outcome))) => result_obj(py, outcome),
             (None, Some(Err(err))) => Err(to_pyerr(py, err, None)),
             (None, None) => {
                 let mut reducer = Reducer::new(options.clone());
-                reduce_iterable(&mut reducer, item).and_then(|()| result_obj(py, &reducer.finish()))
+                reduce_iterable(&mut reducer, item).and_then(|()| result_obj(py, reducer.finish()))
             }
         };
         match result {
