@@ -1044,11 +1044,8 @@ impl Reducer {
                 continue;
             }
             let dedupe_key = intent.key(Packed::DEDUPE).unwrap_or("");
-            let proof = match self.dedupes.get(dedupe_key) {
-                (_, Some(index)) => self.proofs.get(index),
-                (_, None) => None,
-            };
-            if let Some((operation, status)) = proof {
+            let proof = self.dedupes.get(dedupe_key).1;
+            if let Some((operation, status)) = proof.and_then(|i| self.proofs.get(i)) {
                 output_repairs.push(OutputRepair::Proven {
                     operation: operation.clone(),
                     status: Arc::clone(status),

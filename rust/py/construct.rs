@@ -29,52 +29,51 @@ extern "C" {
 }
 
 /// The most arguments one call passes (ReplayResult's 15 fields).
+#[cfg(not(windows))]
 const MAX_ARGS: usize = 16;
 
 /// Call `callable` with the `positional` arguments, then `values[i]` for
-/// keyword `names[i]`.
-#[cfg(not(windows))]
+/// keyword `names[i]`: through `PyObject_Vectorcall`, or a kwargs dict where
+/// it cannot be linked (Windows).
 pub(crate) fn call_with_keywords<'py, const P: usize, const N: usize>(
     callable: &Bound<'py, PyAny>,
     positional: [&Bound<'py, PyAny>; P],
     names: &Bound<'py, PyTuple>,
     values: [Bound<'py, PyAny>; N],
 ) -> PyResult<Bound<'py, PyAny>> {
-    // Both hold by construction (the macro makes one name per value and
-    // every call site passes a handful): the count is checked when compiled.
-    const { assert!(P + N <= MAX_ARGS, "too many arguments for construct!") };
-    debug_assert_eq!(names.len(), N, "one keyword name per value");
-    let mut args = [std::ptr::null_mut(); MAX_ARGS];
-    for (slot, arg) in args
-        .iter_mut()
-        .zip(positional.into_iter().chain(values.iter()))
+    #[cfg(not(windows))]
     {
-        *slot = arg.as_ptr();
+        // Both hold by construction (the macro makes one name per value and
+        // every call site passes a handful): the count is checked when
+        // compiled.
+        const { assert!(P + N <= MAX_ARGS, "too many arguments for construct!") };
+        debug_assert_eq!(names.len(), N, "one keyword name per value");
+        let mut args = [std::ptr::null_mut(); MAX_ARGS];
+        for (slot, arg) in args
+            .iter_mut()
+            .zip(positional.into_iter().chain(values.iter()))
+        {
+            *slot = arg.as_ptr();
+        }
+        // SAFETY: the GIL is held (the Bound values); the first P + N slots
+        // of `args` hold borrowed references that outlive the call (P
+        // positional ones, then one per name of `names`, a tuple of
+        // strings); the result is a new reference or NULL with an exception
+        // set.
+        unsafe {
+            let result = PyObject_Vectorcall(callable.as_ptr(), args.as_ptr(), P, names.as_ptr());
+            Bound::from_owned_ptr_or_err(callable.py(), result)
+        }
     }
-    // SAFETY: the GIL is held (the Bound values); the first P + N slots of
-    // `args` hold borrowed references that outlive the call (P positional
-    // ones, then one per name of `names`, a tuple of strings); the result is
-    // a new reference or NULL with an exception set.
-    unsafe {
-        let result = PyObject_Vectorcall(callable.as_ptr(), args.as_ptr(), P, names.as_ptr());
-        Bound::from_owned_ptr_or_err(callable.py(), result)
+    #[cfg(windows)]
+    {
+        let py = callable.py();
+        let kwargs = pyo3::types::PyDict::new(py);
+        for (name, value) in names.iter().zip(values) {
+            kwargs.set_item(name, value)?;
+        }
+        callable.call(PyTuple::new(py, positional)?, Some(&kwargs))
     }
-}
-
-/// [`call_with_keywords`] where `PyObject_Vectorcall` cannot be linked.
-#[cfg(windows)]
-pub(crate) fn call_with_keywords<'py, const P: usize, const N: usize>(
-    callable: &Bound<'py, PyAny>,
-    positional: [&Bound<'py, PyAny>; P],
-    names: &Bound<'py, PyTuple>,
-    values: [Bound<'py, PyAny>; N],
-) -> PyResult<Bound<'py, PyAny>> {
-    let py = callable.py();
-    let kwargs = pyo3::types::PyDict::new(py);
-    for (name, value) in names.iter().zip(values) {
-        kwargs.set_item(name, value)?;
-    }
-    callable.call(PyTuple::new(py, positional)?, Some(&kwargs))
 }
 
 /// `construct!(py, class, { field: value, ... })` calls `class` (a

@@ -146,7 +146,7 @@ struct Repeated<'py> {
 
 impl<'py> Repeated<'py> {
     fn get(&mut self, py: Python<'py>, value: &str) -> Bound<'py, PyAny> {
-        match &mut self.last {
+        match &self.last {
             Some((text, object)) if text == value => object.clone(),
             _ => {
                 let object = PyString::new(py, value).into_any();
