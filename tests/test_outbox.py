@@ -498,6 +498,18 @@ def test_ack_many_acks_each_claim_in_order(box):
     assert box.ack_many([claims[2]], now=10) == [True]
 
 
+def test_ack_many_of_a_whole_batch_and_of_a_batch_with_repeats(box):
+    box.enqueue_many([draft(n) for n in range(6)], now=0)
+    first = box.claim("email", "smtp", 3, LEASE, "w", now=1)
+    second = box.claim("email", "smtp", 3, LEASE, "w", now=1)
+    assert len({m.claim_token for m in first + second}) == 6
+    assert box.ack_many([(m.outbox_id, m.claim_token) for m in first], now=2) == [True] * 3
+    a, b, c = ((m.outbox_id, m.claim_token) for m in second)
+    # every distinct claim is delivered, and the repeats find theirs delivered
+    assert box.ack_many([a, b, a, c, b], now=3) == [True, True, False, True, False]
+    assert [m.status for m in box.list()] == ["delivered"] * 6
+
+
 def test_ack_many_after_a_lease_was_taken_over(box):
     box.enqueue(draft(), now=0)
     first = claim_one(box, now=0, lease_ms=5, consumer_id="w1")
