@@ -33,8 +33,11 @@ whatever its own clock says.
 
 Decisions where the SPEC is silent:
 
-* ``outbox_id`` and ``claim_token`` are 32 lowercase hex digits of a random
-  128-bit UUID4: opaque, unguessable, never reused. Order comes from
+* ``outbox_id`` and ``claim_token`` are 32 lowercase hex digits: opaque,
+  unguessable, never reused. An id is the clock in ms and 80 random bits
+  (:func:`_new_id`); a token holds at least 64 random bits and differs for
+  every message and every claim (``PostgresOutbox`` makes one random value
+  per claim and appends each message's enqueue number). Order comes from
   ``created_at`` and the enqueue order, not from the id.
 * Payloads are stored as msgspec msgpack and returned as freshly decoded
   builtins (``dict``, ``list``, ``str``, ``int``, ``float``, ``bool``,
