@@ -361,14 +361,13 @@ class PostgresOutbox(PostgresStore):
             binary=True,
         )
         rows.sort(key=_CLAIM_ORDER)
-        decode = _DECODER.decode
         return [
             OutboxMessage(
                 outbox_id=row[0],
                 lane=lane,
                 target=target,
-                payload=decode(row[1]),
-                dedupe_key=None if row[2] is None else row[2].decode(),
+                payload=_DECODER.decode(row[1]),
+                dedupe_key=_utf8(row[2]),
                 status="claimed",
                 available_at=row[3],
                 attempt_count=row[4],
@@ -376,7 +375,7 @@ class PostgresOutbox(PostgresStore):
                 claimed_by=consumer_id,
                 claim_token=row[6],
                 lease_expires_at=row[7],
-                last_error=None if row[8] is None else row[8].decode(),
+                last_error=_utf8(row[8]),
                 created_at=row[9],
                 updated_at=row[10],
             )
